@@ -1,0 +1,205 @@
+"""Settings shared by every environment, all read from the environment through one `env`.
+
+Defaults point at the local services that `scripts/services up` starts, so a fresh clone runs
+with no `.env`. `.env.example` documents every variable. `test.py` and `production.py` build on
+this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+# A developer's .env is read when present; real environment variables win over it.
+if (BASE_DIR / ".env").exists():
+    env.read_env(str(BASE_DIR / ".env"), overwrite=False)
+
+# --- core ------------------------------------------------------------------------------------
+
+# The default only serves local development; production.py refuses to start without SECRET_KEY.
+SECRET_KEY = env("SECRET_KEY", default="") or "django-insecure-local-development-only"
+DEBUG = env.bool("DEBUG", default=True)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    # Project apps: the Kafka side first so domain apps can register handlers with it.
+    "outbox",
+    "relay",
+    "accounts",
+    "posts",
+    "coins",
+    "media",
+    "notifications",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "showoff.urls"
+WSGI_APPLICATION = "showoff.wsgi.application"
+ASGI_APPLICATION = "showoff.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database --------------------------------------------------------------------------------
+
+DATABASES = {
+    "default": env.db("DATABASE_URL", default="postgres://showoff@127.0.0.1:5432/showoff"),
+}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {})
+DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 5)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- i18n, static, media ---------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / ".local" / "static"
+MEDIA_URL = "media/"
+MEDIA_ROOT = BASE_DIR / env("MEDIA_ROOT", default=".local/media")  # relative to the repo
+
+# --- cache and Redis -------------------------------------------------------------------------
+
+REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": env("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1"),
+    }
+}
+
+# --- Celery (DESIGN.md §5) -------------------------------------------------------------------
+
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default="") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis re-delivers a task that is not acknowledged within the visibility timeout; long
+# transcodes must fit inside it (tasks are idempotent anyway).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=4 * 3600)
+}
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE: dict = {}
+
+# --- Kafka (names kept from the seed guide) --------------------------------------------------
+
+KAFKA_ENABLED = env.bool("KAFKA_ENABLED", default=True)
+KAFKA_BROKERS = env("KAFKA_BROKERS", default="127.0.0.1:9092")
+KAFKA_CONSUMER_GROUP = env("KAFKA_CONSUMER_GROUP", default="showoff-life-consumer-group")
+KAFKA_CLIENT_ID = env("KAFKA_CLIENT_ID", default="showoff")
+KAFKA_SECURITY_PROTOCOL = env("KAFKA_SECURITY_PROTOCOL", default="PLAINTEXT")
+KAFKA_SASL_MECHANISM = env("KAFKA_SASL_MECHANISM", default="")
+KAFKA_SASL_USERNAME = env("KAFKA_SASL_USERNAME", default="")
+KAFKA_SASL_PASSWORD = env("KAFKA_SASL_PASSWORD", default="")
+KAFKA_SSL_CA_LOCATION = env("KAFKA_SSL_CA_LOCATION", default="")
+KAFKA_SSL_CERTIFICATE_LOCATION = env("KAFKA_SSL_CERTIFICATE_LOCATION", default="")
+KAFKA_SSL_KEY_LOCATION = env("KAFKA_SSL_KEY_LOCATION", default="")
+# Prepended to every topic name: lets several environments (or test runs) share one cluster.
+KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
+KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
+KAFKA_REPLICATION_FACTOR = env.int("KAFKA_REPLICATION_FACTOR", default=1)
+KAFKA_MIN_INSYNC_REPLICAS = env.int("KAFKA_MIN_INSYNC_REPLICAS", default=1)
+
+# --- DRF -------------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ShowOff.life API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- logging ---------------------------------------------------------------------------------
+
+LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "readable": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "readable"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.db.backends": {"level": "INFO"},
+    },
+}
+
+# --- health ----------------------------------------------------------------------------------
+
+HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=2.0)
+
+# --- app settings (one section per app, each owned by its app) -------------------------------
+# outbox / relay
+
+# accounts
+
+# posts
+
+# coins
+
+# media
+
+# notifications
+
+# analytics

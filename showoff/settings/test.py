@@ -1,0 +1,16 @@
+"""Settings for pytest: the real PostgreSQL, Kafka and Redis, with fast password hashing."""
+
+from __future__ import annotations
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Throttle counters must not leak between tests through a shared Redis.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+MEDIA_ROOT = BASE_DIR / ".local" / "test-media"  # noqa: F405
+# Each run gets its own topics; fixtures narrow this further per test.
+KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="test.")
+LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
