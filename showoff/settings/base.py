@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "outbox.tracing.TraceparentMiddleware",
 ]
 
 ROOT_URLCONF = "showoff.urls"
@@ -191,6 +192,16 @@ HEALTH_CHECK_TIMEOUT = env.float("HEALTH_CHECK_TIMEOUT", default=2.0)
 
 # --- app settings (one section per app, each owned by its app) -------------------------------
 # outbox / relay
+OUTBOX_EVENT_SOURCE = env("OUTBOX_EVENT_SOURCE", default="//showoff.life/backend")
+OUTBOX_SCHEMA_BASE_URI = env("OUTBOX_SCHEMA_BASE_URI", default="https://showoff.life/schemas/")
+# Delivered outbox rows older than this are deleted by `manage.py outbox prune` (and beat).
+OUTBOX_RETENTION_HOURS = env.int("OUTBOX_RETENTION_HOURS", default=72)
+RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)
+# Fallback poll when no NOTIFY arrives (seconds).
+RELAY_POLL_INTERVAL = env.float("RELAY_POLL_INTERVAL", default=1.0)
+RELAY_TRANSACTION_TIMEOUT_MS = env.int("RELAY_TRANSACTION_TIMEOUT_MS", default=60000)
+RELAY_SUMMARY_INTERVAL = env.float("RELAY_SUMMARY_INTERVAL", default=60.0)
+RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 
 # accounts
 

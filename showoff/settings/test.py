@@ -14,3 +14,7 @@ MEDIA_ROOT = BASE_DIR / ".local" / "test-media"  # noqa: F405
 # Each run gets its own topics; fixtures narrow this further per test.
 KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="test.")
 LOGGING["root"]["level"] = env("LOG_LEVEL", default="WARNING")  # noqa: F405
+# Several pytest runs may share one PostgreSQL (parallel developers): each names its own.
+DATABASES["default"]["TEST"] = {  # noqa: F405
+    "NAME": env("TEST_DATABASE_NAME", default="test_showoff"),
+}

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+from django.db import IntegrityError, connection, transaction
+
+from outbox.catalogue import EventValidationError, UnknownEventType
+from outbox.models import OutboxEvent
+from outbox.services import Event, NotInTransaction, publish, publish_bulk, shard_hash
+from outbox.tracing import use_traceparent
+
+PROBE = {"probe_id": "p", "key": "k-1", "seq": 1}
+
+
+@pytest.mark.django_db
+def test_publish_outside_atomic_raises_and_writes_nothing():
+    # pytest-django wraps the test in a transaction; leave it to be truly outside.
+    with pytest.raises(NotInTransaction, match="inside transaction.atomic"):
+        connection.in_atomic_block = False
+        try:
+            publish("pipeline.probe", PROBE)
+        finally:
+            connection.in_atomic_block = True
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_publish_writes_a_cloudevent_row_with_its_transaction_id():
+    with use_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"):
+        with transaction.atomic():
+            event_id = publish("pipeline.probe", PROBE)
+            with connection.cursor() as cur:
+                cur.execute("select pg_current_xact_id()::text")
+                txid = int(cur.fetchone()[0])
+    row = OutboxEvent.objects.get()
+    assert row.event_id == event_id
+    assert row.txid == txid
+    assert (row.type, row.topic, row.key) == ("pipeline.probe", "analytics-events", "k-1")
+    assert row.shard_hash == shard_hash("k-1")
+    assert row.payload == PROBE
+    h = row.headers
+    assert h["ce_specversion"] == "1.0"
+    assert h["ce_id"] == str(event_id)
+    assert h["ce_type"] == "pipeline.probe"
+    assert h["ce_subject"] == "k-1"
+    assert h["ce_dataschema"].endswith("pipeline.probe/v1")
+    assert h["content-type"] == "application/json"
+    assert h["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert h["ce_time"].endswith("Z")
+
+
+@pytest.mark.django_db
+def test_unknown_type_raises_and_writes_nothing():
+    with pytest.raises(UnknownEventType, match="no.such"):
+        with transaction.atomic():
+            publish("no.such", {"x": 1})
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_invalid_data_raises_with_the_field_and_writes_nothing():
+    with pytest.raises(EventValidationError) as info:
+        with transaction.atomic():
+            publish("pipeline.probe", {"probe_id": "p", "key": "k", "seq": -1, "extra": 1})
+    assert any(e.startswith("seq:") for e in info.value.errors)
+    assert any("extra" in e for e in info.value.errors)
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_rolled_back_transaction_leaves_no_event():
+    with pytest.raises(RuntimeError):
+        with transaction.atomic():
+            publish("pipeline.probe", PROBE)
+            raise RuntimeError("domain failure")
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_publish_bulk_is_one_insert_and_all_or_nothing(django_assert_num_queries):
+    events = [Event("pipeline.probe", {**PROBE, "seq": i}) for i in range(50)]
+    with transaction.atomic():
+        with django_assert_num_queries(1):
+            ids = publish_bulk(events)
+    assert len(set(ids)) == 50
+    assert OutboxEvent.objects.count() == 50
+    assert sorted(OutboxEvent.objects.values_list("payload__seq", flat=True)) == list(range(50))
+
+    bad = [Event("pipeline.probe", PROBE), Event("pipeline.probe", {"seq": 1})]
+    with pytest.raises(EventValidationError):
+        with transaction.atomic():
+            publish_bulk(bad)
+    assert OutboxEvent.objects.count() == 50
+
+
+@pytest.mark.django_db
+def test_same_event_id_twice_is_refused():
+    event_id = uuid.uuid4()
+    with transaction.atomic():
+        publish("pipeline.probe", PROBE, event_id=event_id)
+    with pytest.raises(IntegrityError):
+        with transaction.atomic():
+            publish("pipeline.probe", PROBE, event_id=event_id)
+
+
+@pytest.mark.django_db
+def test_rows_are_immutable():
+    with transaction.atomic():
+        publish("pipeline.probe", PROBE)
+    with pytest.raises(IntegrityError, match="immutable"):
+        with transaction.atomic():
+            OutboxEvent.objects.update(key="other")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_commit_notifies_the_relay_and_rollback_does_not():
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute("LISTEN showoff_outbox")
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                publish("pipeline.probe", PROBE)
+                raise RuntimeError
+        assert list(listener.notifies(timeout=0.5)) == []
+        with transaction.atomic():
+            publish_bulk([Event("pipeline.probe", PROBE) for _ in range(3)])
+        got = list(listener.notifies(timeout=2, stop_after=1))
+        assert [n.channel for n in got] == ["showoff_outbox"]
