@@ -1,48 +1,62 @@
-"""`user-events`: registration, login, profile and account changes (key: user id)."""
+"""`user-events`: registration, login, profile and account changes (key: user id).
+
+No event here ever carries a secret: no password, password hash, token or one-time code.
+"""
 
 from __future__ import annotations
 
-from outbox.catalogue import ID, NAME, TEXT, EventType, obj, register
+from outbox.catalogue import ID, NAME, TEXT, TIME, EventType, obj, register
 
 NULLABLE_STR = {"type": ["string", "null"], "maxLength": 255}
+PHONE = {"type": "string", "pattern": r"^\+[1-9][0-9]{7,14}$"}
 
 register(
     EventType(
         type="user.registered",
         topic="user-events",
         key="user_id",
+        description="A new account; email is null when the user registered without one.",
         schema=obj(
             {
                 "user_id": ID,
                 "username": NAME,
                 "email": NULLABLE_STR,
-                "display_name": NULLABLE_STR,
-            },
-            required=["user_id", "username"],
+                "display_name": NAME,
+                "registered_at": TIME,
+            }
         ),
     ),
     EventType(
         type="user.logged_in",
         topic="user-events",
         key="user_id",
+        description="A successful password login (token refreshes are not logins).",
         schema=obj(
             {
                 "user_id": ID,
                 "ip": {"type": ["string", "null"], "maxLength": 64},
                 "user_agent": {"type": "string", "maxLength": 1024},
-                "client": {"type": "string", "maxLength": 32},
-            },
-            required=["user_id", "ip", "user_agent"],
+                "logged_in_at": TIME,
+            }
         ),
     ),
     EventType(
         type="user.profile_updated",
         topic="user-events",
         key="user_id",
+        description="Only the fields that changed, with their new values.",
         schema=obj(
             {
                 "user_id": ID,
-                "changed": {"type": "object", "minProperties": 1},
+                "changed": obj(
+                    {
+                        "display_name": NAME,
+                        "bio": TEXT,
+                        "avatar_url": NULLABLE_STR,
+                    },
+                    required=[],
+                )
+                | {"minProperties": 1},
             }
         ),
     ),
@@ -50,22 +64,26 @@ register(
         type="user.account_changed",
         topic="user-events",
         key="user_id",
+        description="What changed on the account, never the secret: for an email change the "
+        "old and new addresses (so the old one can be told), otherwise just the kind of change.",
         schema=obj(
             {
                 "user_id": ID,
                 "change": {
                     "type": "string",
-                    "enum": ["email", "password", "deactivated", "reactivated", "deleted"],
+                    "enum": ["email", "password", "deactivated", "deleted"],
                 },
-                "detail": TEXT,
+                "old_email": NULLABLE_STR,
+                "new_email": NULLABLE_STR,
+                "changed_at": TIME,
             },
-            required=["user_id", "change"],
+            required=["user_id", "change", "changed_at"],
         ),
     ),
     EventType(
         type="user.phone_verified",
         topic="user-events",
         key="user_id",
-        schema=obj({"user_id": ID, "phone": {"type": "string", "maxLength": 32}}),
+        schema=obj({"user_id": ID, "phone": PHONE, "verified_at": TIME}),
     ),
 )

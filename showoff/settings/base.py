@@ -7,6 +7,7 @@ this module.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -34,7 +35,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    # Refresh-token rotation and revocation (logout, password change) for JWT clients.
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    # Swagger UI and Redoc assets served from our static files, not a CDN (/api/docs/).
+    "drf_spectacular_sidecar",
     # Project apps: the Kafka side first so domain apps can register handlers with it.
     "outbox",
     "relay",
@@ -154,18 +159,64 @@ KAFKA_MIN_INSYNC_REPLICAS = env.int("KAFKA_MIN_INSYNC_REPLICAS", default=1)
 
 # --- DRF -------------------------------------------------------------------------------------
 
+# Clients authenticate with JWT (mobile and web; refresh tokens rotate and revocation is a
+# blacklist, see README "Accounts"); the admin and the browsable docs use the session.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_THROTTLE_RATES": {},
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "showoff.drf.exception_handler",
+    "NON_FIELD_ERRORS_KEY": "non_field_errors",
+    # Every client gets a generous global budget; the sensitive endpoints add their own scope.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "showoff.drf.AnonRateThrottle",
+        "showoff.drf.UserRateThrottle",
+        "showoff.drf.ScopedIPThrottle",  # views with a `throttle_scope`, per client IP
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env("API_THROTTLE_ANON", default="600/min"),
+        "user": env("API_THROTTLE_USER", default="1200/min"),
+        "register": env("API_THROTTLE_REGISTER", default="20/hour"),
+        "login": env("API_THROTTLE_LOGIN", default="30/min"),
+        "otp": env("API_THROTTLE_OTP", default="20/hour"),
+    },
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=10)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("JWT_REFRESH_DAYS", default=30)),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": False,  # accounts.services.user_login records it with its event
+    # Tokens carry a hash of the password hash: a password change invalidates every token.
+    "CHECK_REVOKE_TOKEN": True,
+    "SIGNING_KEY": env("JWT_SIGNING_KEY", default="") or SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ShowOff.life API",
+    "DESCRIPTION": "Accounts, posts, likes, comments and views. Authenticate with "
+    "`Authorization: Bearer <access token>` from `POST /api/auth/login/`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "showoff.drf.document_error_responses",
+    ],
 }
 
 # --- logging ---------------------------------------------------------------------------------
@@ -202,10 +253,33 @@ RELAY_POLL_INTERVAL = env.float("RELAY_POLL_INTERVAL", default=1.0)
 RELAY_TRANSACTION_TIMEOUT_MS = env.int("RELAY_TRANSACTION_TIMEOUT_MS", default=60000)
 RELAY_SUMMARY_INTERVAL = env.float("RELAY_SUMMARY_INTERVAL", default=60.0)
 RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
+# How often a hot-standby relay retries the shard lock (seconds).
+RELAY_STANDBY_POLL_INTERVAL = env.float("RELAY_STANDBY_POLL_INTERVAL", default=1.0)
+# Shard layout that `manage.py outbox prune` uses (match the relays you run).
+RELAY_SHARDS = env.int("RELAY_SHARDS", default=1)
 
 # accounts
+# Phone verification codes: lifetime, wrong tries before a lock, and the lock's length.
+ACCOUNTS_OTP_TTL_SECONDS = env.int("ACCOUNTS_OTP_TTL_SECONDS", default=600)
+ACCOUNTS_OTP_MAX_ATTEMPTS = env.int("ACCOUNTS_OTP_MAX_ATTEMPTS", default=5)
+ACCOUNTS_OTP_LOCK_SECONDS = env.int("ACCOUNTS_OTP_LOCK_SECONDS", default=900)
+# Codes sent per phone number and per client IP within a sliding window of seconds.
+ACCOUNTS_OTP_PER_PHONE = env.int("ACCOUNTS_OTP_PER_PHONE", default=3)
+ACCOUNTS_OTP_PER_IP = env.int("ACCOUNTS_OTP_PER_IP", default=10)
+ACCOUNTS_OTP_WINDOW_SECONDS = env.int("ACCOUNTS_OTP_WINDOW_SECONDS", default=3600)
+ACCOUNTS_AVATAR_MAX_BYTES = env.int("ACCOUNTS_AVATAR_MAX_BYTES", default=2 * 1024 * 1024)
+# Fernet keys (comma-separated, newest first) sealing the OTP code inside `sms.requested`;
+# empty: derived from SECRET_KEY. See outbox/events/sms_events.py.
+SMS_SEAL_KEYS = env.list("SMS_SEAL_KEYS", default=[])
+# Client IP: REMOTE_ADDR, or the address this many proxies back in X-Forwarded-For.
+ACCOUNTS_TRUSTED_PROXY_COUNT = env.int("ACCOUNTS_TRUSTED_PROXY_COUNT", default=0)
 
 # posts
+# A viewer's views of one post count once per this many seconds (README "Posts").
+POSTS_VIEW_WINDOW_SECONDS = env.int("POSTS_VIEW_WINDOW_SECONDS", default=24 * 3600)
+# Only bench/posts_create.py turns this off, to measure what the outbox write costs; it is not
+# read from the environment so that no deployment can drop events by configuration.
+POSTS_PUBLISH_EVENTS = True
 
 # coins
 

@@ -1,0 +1,66 @@
+"""`sms-events`: text messages to send (key: phone number, so one phone's messages keep order).
+
+`sms.requested` is general: a one-time code, a security alert, a notification or marketing.
+The sender gives either a ready `body`, or a `template` name with its `context` (plain values
+only). A value that must not travel in clear through Kafka (a one-time code) goes in `secret`,
+sealed with `seal()`; the SMS worker opens it with `unseal()` and puts it where the template
+says `{secret}`. Topic readers and the outbox table therefore never see a usable code.
+`not_after` tells the sender to drop the message when it is already useless (an expired code).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from django.conf import settings
+
+from outbox.catalogue import NULLABLE_ID, TIME, EventType, obj, register
+
+register(
+    EventType(
+        type="sms.requested",
+        topic="sms-events",
+        key="phone",
+        schema=obj(
+            {
+                "phone": {"type": "string", "pattern": r"^\+[1-9][0-9]{7,14}$"},
+                "kind": {"type": "string", "enum": ["otp", "alert", "notification", "marketing"]},
+                "user_id": NULLABLE_ID,
+                "body": {"type": ["string", "null"], "maxLength": 1600},
+                "template": {"type": ["string", "null"], "maxLength": 100},
+                "context": {"type": "object"},
+                "secret": {"type": ["string", "null"], "maxLength": 1000},
+                "not_after": {"type": ["string", "null"], "format": "date-time"},
+                "requested_at": TIME,
+            },
+            required=["phone", "kind", "user_id", "requested_at"],
+        )
+        | {
+            "anyOf": [
+                {"properties": {"body": {"type": "string"}}, "required": ["body"]},
+                {"properties": {"template": {"type": "string"}}, "required": ["template"]},
+            ]
+        },
+    ),
+)
+
+
+def _fernet():
+    from cryptography.fernet import Fernet, MultiFernet
+
+    keys = list(settings.SMS_SEAL_KEYS)
+    if not keys:
+        digest = hashlib.sha256(b"showoff.sms-seal:" + settings.SECRET_KEY.encode()).digest()
+        keys = [base64.urlsafe_b64encode(digest).decode()]
+    return MultiFernet([Fernet(k) for k in keys])
+
+
+def seal(value: str) -> str:
+    """Encrypt and authenticate `value` for the `secret` field (Fernet, SMS_SEAL_KEYS[0])."""
+    return _fernet().encrypt(value.encode()).decode()
+
+
+def unseal(token: str) -> str:
+    """Open a `secret` sealed by `seal()` with any of SMS_SEAL_KEYS (raises InvalidToken)."""
+    return _fernet().decrypt(token.encode()).decode()

@@ -1,0 +1,204 @@
+"""Project-wide DRF glue: one JSON error format, throttles, client IP, and error docs.
+
+Every error the API returns has the same shape, so clients handle one format:
+
+    {"type": "validation_error", "detail": "Some fields are invalid.",
+     "errors": {"email": ["Enter a valid email address."]}}
+
+`type` is a stable machine code, `detail` a sentence for people, `errors` (validation only)
+maps each field (or `non_field_errors`) to its messages.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, throttling
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+def client_ip(request) -> str | None:
+    """The client's address: REMOTE_ADDR, or the one ACCOUNTS_TRUSTED_PROXY_COUNT proxies back.
+
+    X-Forwarded-For is only believed as far as our own proxies wrote it; a client can put
+    anything in front.
+    """
+    proxies = getattr(settings, "ACCOUNTS_TRUSTED_PROXY_COUNT", 0)
+    candidate = request.META.get("REMOTE_ADDR", "")
+    if proxies:
+        forwarded = [p.strip() for p in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+                     if p.strip()]
+        if len(forwarded) >= proxies:
+            candidate = forwarded[-proxies]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+class _RatesFromSettings:
+    """DRF copies DEFAULT_THROTTLE_RATES at import; read it per request so overrides apply."""
+
+    def get_rate(self):
+        rates = api_settings.user_settings.get("DEFAULT_THROTTLE_RATES", {})
+        return rates.get(self.scope)
+
+    def get_ident(self, request):
+        return client_ip(request) or "unknown"
+
+
+class AnonRateThrottle(_RatesFromSettings, throttling.AnonRateThrottle):
+    pass
+
+
+class UserRateThrottle(_RatesFromSettings, throttling.UserRateThrottle):
+    pass
+
+
+class ScopedIPThrottle(_RatesFromSettings, throttling.SimpleRateThrottle):
+    """Per client IP, whoever is signed in: for registration, login and phone codes."""
+
+    def __init__(self):
+        # The scope is known only once the view is; see allow_request.
+        pass
+
+    def allow_request(self, request, view):
+        self.scope = getattr(view, "throttle_scope", None)
+        if not self.scope:
+            return True
+        self.rate = self.get_rate()
+        if self.rate is None:
+            return True
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+_TYPES = {
+    exceptions.ValidationError: "validation_error",
+    exceptions.ParseError: "parse_error",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+}
+
+
+def _type_of(exc: exceptions.APIException) -> str:
+    for cls in type(exc).__mro__:
+        if cls in _TYPES:
+            return _TYPES[cls]
+    code = exc.default_code if isinstance(exc.default_code, str) else "error"
+    return code
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        # A bug: logged with its traceback, answered as JSON rather than an HTML page.
+        logger.exception("unhandled error in %s", context.get("view"), exc_info=exc)
+        return Response(
+            {"type": "server_error", "detail": "Something went wrong on our side; it has been "
+             "logged. Please try again later."},
+            status=500,
+        )
+
+    assert isinstance(exc, exceptions.APIException)
+    body: dict[str, Any] = {"type": _type_of(exc)}
+    if isinstance(exc, exceptions.ValidationError):
+        errors = response.data
+        if isinstance(errors, list):
+            errors = {api_settings.NON_FIELD_ERRORS_KEY: errors}
+        body["detail"] = "Some fields are invalid; see errors."
+        body["errors"] = errors
+    else:
+        data = response.data
+        if isinstance(data, dict) and "detail" in data:
+            body["detail"] = str(data["detail"])
+            code = getattr(data["detail"], "code", None)
+            if isinstance(code, str) and code not in (body["type"], "invalid"):
+                body["code"] = code
+        else:
+            body["detail"] = str(exc.detail)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        body["retry_after"] = int(exc.wait)
+    response.data = body
+    return response
+
+
+# --- OpenAPI: document the error responses every operation can give ---------------------------
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "description": "Stable machine-readable error code."},
+        "detail": {"type": "string", "description": "What went wrong, for people."},
+        "code": {"type": "string", "description": "A finer code where there is one."},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {},
+            "description": "Validation errors: field name (or non_field_errors) → messages.",
+        },
+        "retry_after": {"type": "integer", "description": "Seconds to wait (throttled)."},
+    },
+    "required": ["type", "detail"],
+}
+
+_ERROR_RESPONSES = {
+    "400": "Invalid input; `errors` names each field and its problem.",
+    "401": "Not signed in, or the token is invalid, expired or revoked.",
+    "403": "Signed in but not allowed to do this.",
+    "404": "No such object (or it was deleted).",
+    "429": "Too many requests; retry after `retry_after` seconds.",
+}
+
+
+def document_error_responses(result, generator, request, public):
+    """Spectacular post-processing hook: every operation documents the JSON error shape."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    ref = {"$ref": "#/components/schemas/Error"}
+    for path, item in result.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in ("get", "post", "put", "patch", "delete"):
+                continue
+            responses = operation.setdefault("responses", {})
+            wanted = ["401", "403", "429"]
+            if method != "get" or operation.get("parameters"):
+                wanted.append("400")
+            if "{" in path:
+                wanted.append("404")
+            for status in wanted:
+                responses.setdefault(status, {
+                    "description": _ERROR_RESPONSES[status],
+                    "content": {"application/json": {"schema": ref}},
+                })
+            responses.setdefault("500", {
+                "description": "A bug on our side (logged).",
+                "content": {"application/json": {"schema": ref}},
+            })
+    return result
