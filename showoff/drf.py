@@ -27,6 +27,15 @@ from rest_framework.views import exception_handler as drf_exception_handler
 logger = logging.getLogger(__name__)
 
 
+class RateLimited(Exception):
+    """Raised by services when a business rate limit or lock applies (answered as 429)."""
+
+    def __init__(self, detail: str, *, wait: float | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.wait = wait
+
+
 def client_ip(request) -> str | None:
     """The client's address: REMOTE_ADDR, or the one ACCOUNTS_TRUSTED_PROXY_COUNT proxies back.
 
@@ -44,6 +53,16 @@ def client_ip(request) -> str | None:
         return str(ipaddress.ip_address(candidate))
     except ValueError:
         return None
+
+
+MAX_ID = 2**63 - 1
+
+
+def object_id(value: int, what: str = "object") -> int:
+    """A path id that fits the database's bigint, else 404 (never a database error)."""
+    if not 0 < value <= MAX_ID:
+        raise exceptions.NotFound(f"No such {what}.")
+    return value
 
 
 class _RatesFromSettings:
@@ -113,10 +132,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         )
+    elif isinstance(exc, RateLimited):
+        exc = exceptions.Throttled(wait=exc.wait, detail=exc.detail)
     elif isinstance(exc, Http404):
-        exc = exceptions.NotFound()
+        exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):
-        exc = exceptions.PermissionDenied()
+        exc = exceptions.PermissionDenied(str(exc) or None)
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -2,11 +2,20 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from . import health
 
-api_patterns: list = []
+api_patterns: list = [
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    path("", include("accounts.urls")),
+    path("", include("posts.urls")),
+]
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
