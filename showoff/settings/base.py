@@ -284,6 +284,57 @@ POSTS_PUBLISH_EVENTS = True
 # coins
 
 # media
+# Uploads: limits checked on the probed content, never on the file name.
+MEDIA_MAX_UPLOAD_BYTES = env.int("MEDIA_MAX_UPLOAD_BYTES", default=512 * 1024 * 1024)
+MEDIA_MAX_DURATION_SECONDS = env.float("MEDIA_MAX_DURATION_SECONDS", default=180.0)
+MEDIA_MIN_DURATION_SECONDS = env.float("MEDIA_MIN_DURATION_SECONDS", default=0.5)
+MEDIA_MAX_SOURCE_SIDE = env.int("MEDIA_MAX_SOURCE_SIDE", default=4096)
+# Resumable uploads: chunks are appended in this folder until completed (shared by web workers).
+MEDIA_UPLOAD_CHUNK_DIR = env("MEDIA_UPLOAD_CHUNK_DIR", default=str(BASE_DIR / ".local" / "uploads"))
+MEDIA_UPLOAD_SESSION_HOURS = env.int("MEDIA_UPLOAD_SESSION_HOURS", default=24)
+# Where sources and renditions live: "local" (FileSystemStorage) or "s3" (any S3-compatible).
+MEDIA_STORAGE = env("MEDIA_STORAGE", default="local")
+MEDIA_STORAGE_LOCATION = env("MEDIA_STORAGE_LOCATION", default="")  # local; empty: MEDIA_ROOT
+MEDIA_S3_BUCKET = env("MEDIA_S3_BUCKET", default="")
+MEDIA_S3_ENDPOINT_URL = env("MEDIA_S3_ENDPOINT_URL", default="")
+MEDIA_S3_REGION = env("MEDIA_S3_REGION", default="")
+MEDIA_S3_ACCESS_KEY_ID = env("MEDIA_S3_ACCESS_KEY_ID", default="")
+MEDIA_S3_SECRET_ACCESS_KEY = env("MEDIA_S3_SECRET_ACCESS_KEY", default="")
+MEDIA_S3_PREFIX = env("MEDIA_S3_PREFIX", default="")
+MEDIA_S3_CUSTOM_DOMAIN = env("MEDIA_S3_CUSTOM_DOMAIN", default="")
+# Lifetime of the signed URLs the API hands out (local files and S3 alike).
+MEDIA_URL_EXPIRE_SECONDS = env.int("MEDIA_URL_EXPIRE_SECONDS", default=3600)
+# Transcoding: ffmpeg from the imageio-ffmpeg wheel unless MEDIA_FFMPEG_BINARY names another.
+MEDIA_FFMPEG_BINARY = env("MEDIA_FFMPEG_BINARY", default="")
+MEDIA_X264_PRESET = env("MEDIA_X264_PRESET", default="veryfast")
+MEDIA_FFMPEG_THREADS = env.int("MEDIA_FFMPEG_THREADS", default=0)  # 0: ffmpeg decides
+MEDIA_MAX_FPS = env.int("MEDIA_MAX_FPS", default=60)
+# The ladder: rungs above the source's short side are skipped (never upscale). CRF per rung,
+# capped by maxrate so a noisy source cannot blow the bitrate up.
+MEDIA_RENDITION_LADDER = [
+    {"name": "240p", "short_side": 240, "crf": 28, "maxrate_kbps": 400, "audio_kbps": 64},
+    {"name": "360p", "short_side": 360, "crf": 26, "maxrate_kbps": 800, "audio_kbps": 96},
+    {"name": "480p", "short_side": 480, "crf": 24, "maxrate_kbps": 1400, "audio_kbps": 128},
+    {"name": "720p", "short_side": 720, "crf": 23, "maxrate_kbps": 2800, "audio_kbps": 128},
+    {"name": "1080p", "short_side": 1080, "crf": 22, "maxrate_kbps": 5000, "audio_kbps": 160},
+]
+MEDIA_PREVIEW_FRAMES = env.int("MEDIA_PREVIEW_FRAMES", default=4)
+MEDIA_PREVIEW_SHORT_SIDE = env.int("MEDIA_PREVIEW_SHORT_SIDE", default=180)
+# Jobs: the Celery queue of the transcoding worker, retries, heartbeats and the stuck-job sweep.
+MEDIA_CELERY_QUEUE = env("MEDIA_CELERY_QUEUE", default="media")
+MEDIA_JOB_MAX_ATTEMPTS = env.int("MEDIA_JOB_MAX_ATTEMPTS", default=3)
+MEDIA_JOB_RETRY_BACKOFF_SECONDS = env.float("MEDIA_JOB_RETRY_BACKOFF_SECONDS", default=30.0)
+MEDIA_JOB_HEARTBEAT_SECONDS = env.float("MEDIA_JOB_HEARTBEAT_SECONDS", default=10.0)
+# A running job without a heartbeat for this long lost its worker: the sweep retries it.
+MEDIA_JOB_STALE_SECONDS = env.float("MEDIA_JOB_STALE_SECONDS", default=120.0)
+# A pending job not started this long after it was queued is queued again (lost message).
+MEDIA_JOB_REQUEUE_SECONDS = env.float("MEDIA_JOB_REQUEUE_SECONDS", default=600.0)
+MEDIA_TRANSCODE_TIMEOUT_SECONDS = env.int("MEDIA_TRANSCODE_TIMEOUT_SECONDS", default=3600)
+MEDIA_SWEEP_INTERVAL_SECONDS = env.float("MEDIA_SWEEP_INTERVAL_SECONDS", default=60.0)
+CELERY_BEAT_SCHEDULE["media-sweep-stuck-jobs"] = {
+    "task": "media.sweep_transcode_jobs",
+    "schedule": MEDIA_SWEEP_INTERVAL_SECONDS,
+}
 
 # notifications
 

@@ -1,0 +1,337 @@
+"""HTTP API of the media app (mounted at /api/media/).
+
+- `POST videos/` (multipart: `file`, optional `title`): upload; 201 with the video, status
+  `uploaded`. The content is probed; a file that is not a readable video within the limits is
+  refused with 400 and the reason in `errors.file`.
+- `GET videos/`: the caller's own videos, newest first (`?status=ready` filters).
+- `GET videos/<id>/`: status, renditions, poster and preview URLs (signed, expiring). Others'
+  videos are visible only once ready; before that they answer 404.
+- Resumable upload: `POST uploads/` {size, filename, title} → `PUT uploads/<id>/` raw bytes with
+  `Content-Range: bytes start-end/size` (as many as needed; 409 tells where to resume) →
+  `POST uploads/<id>/complete/` → 201 with the video. `GET uploads/<id>/` tells the offset.
+- `GET files/<token>`: the bytes behind a signed URL (local storage only), with Range support.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_safe
+from rest_framework import exceptions, serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import selectors, services
+from . import storage as media_storage
+from .models import UploadSession, Video
+
+MAX_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _rejected(exc: services.VideoRejected, field: str = "file") -> exceptions.ValidationError:
+    return exceptions.ValidationError({field: [exceptions.ErrorDetail(str(exc), code=exc.code)]})
+
+
+class VideoOutputSerializer(serializers.Serializer):
+    """A video as the viewer may see it; `failure_reason`, `processing` and the source fields
+    only for its owner."""
+
+    def to_representation(self, video: Video) -> dict:
+        request = self.context["request"]
+        is_owner = request.user.is_authenticated and request.user.pk == video.owner_id
+
+        def url(name: str) -> str:
+            return media_storage.file_url(name, request=request)
+
+        ready = video.is_ready
+        data = {
+            "id": video.pk,
+            "owner_id": video.owner_id,
+            "title": video.title,
+            "status": video.status,
+            "duration_seconds": video.duration_seconds,
+            "width": video.width,
+            "height": video.height,
+            "created_at": video.created_at,
+            "ready_at": video.ready_at,
+            "thumbnail": (
+                {"url": url(video.poster_name), "width": video.poster_width,
+                 "height": video.poster_height}
+                if ready and video.poster_name else None
+            ),
+            "previews": [
+                {"url": url(p["name"]), "at_seconds": p["at"], "width": p["width"],
+                 "height": p["height"]}
+                for p in (video.previews if ready else [])
+            ],
+            "renditions": [
+                {"name": r.name, "width": r.width, "height": r.height,
+                 "video_codec": r.video_codec, "audio_codec": r.audio_codec or None,
+                 "duration_seconds": r.duration_seconds, "bitrate": r.bitrate,
+                 "size_bytes": r.size_bytes, "url": url(r.storage_name)}
+                for r in (video.renditions.all() if ready else [])
+            ],
+            "urls_expire_at": (
+                timezone.now() + timezone.timedelta(seconds=settings.MEDIA_URL_EXPIRE_SECONDS)
+                if ready else None
+            ),
+        }
+        if is_owner:
+            job = getattr(video, "job", None)
+            data.update({
+                "failure_reason": video.failure_reason or None,
+                "original_filename": video.original_filename,
+                "size_bytes": video.size_bytes,
+                "processing": (
+                    {"status": job.status, "attempts": job.attempts, "step": job.step}
+                    if job is not None else None
+                ),
+            })
+        return data
+
+
+class _SizeLimitHandler(FileUploadHandler):
+    """Stops reading an upload as soon as it passes the limit (no Content-Length needed), so an
+    oversize body never fills the disk."""
+
+    def __init__(self, request, limit: int):
+        super().__init__(request)
+        self.limit = limit
+
+    def receive_data_chunk(self, raw_data, start):
+        if start + len(raw_data) > self.limit:
+            self.request.media_upload_too_large = True
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
+
+
+def _too_large() -> exceptions.ValidationError:
+    return exceptions.ValidationError({"file": [exceptions.ErrorDetail(
+        f"The file is larger than the {settings.MEDIA_MAX_UPLOAD_BYTES // (1024 * 1024)} MB "
+        "allowed for videos.", code="too_large")]})
+
+
+class VideoListCreateApi(APIView):
+    parser_classes = [MultiPartParser, FormParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=False)
+        title = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                      default="")
+
+    def dispatch(self, request, *args, **kwargs):
+        # Installed before anything reads the body (the CSRF check of session auth may).
+        if request.method == "POST":
+            request.upload_handlers.insert(
+                0, _SizeLimitHandler(request, settings.MEDIA_MAX_UPLOAD_BYTES))
+        return super().dispatch(request, *args, **kwargs)
+
+    def get(self, request):
+        status_filter = request.query_params.get("status")
+        if status_filter and status_filter not in Video.Status.values:
+            raise exceptions.ValidationError(
+                {"status": [f"Use one of: {', '.join(Video.Status.values)}."]})
+        videos = selectors.video_list_for_owner(user=request.user, status=status_filter)[:100]
+        return Response(VideoOutputSerializer(videos, many=True,
+                                              context={"request": request}).data)
+
+    def post(self, request):
+        # A body announced past the limit is refused before it is read at all.
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > settings.MEDIA_MAX_UPLOAD_BYTES + 64 * 1024:
+            raise _too_large()
+        serializer = self.InputSerializer(data=request.data)
+        if getattr(request._request, "media_upload_too_large", False):
+            raise _too_large()
+        serializer.is_valid(raise_exception=True)
+        try:
+            video = services.video_upload(owner=request.user,
+                                          file=serializer.validated_data["file"],
+                                          title=serializer.validated_data["title"])
+        except services.VideoRejected as exc:
+            raise _rejected(exc)
+        return Response(VideoOutputSerializer(video, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+class VideoDetailApi(APIView):
+    def get(self, request, video_id: int):
+        video = selectors.video_get_visible(user=request.user, video_id=video_id)
+        if video is None:
+            raise exceptions.NotFound(f"There is no video {video_id}.")
+        return Response(VideoOutputSerializer(video, context={"request": request}).data)
+
+
+# --- resumable uploads ------------------------------------------------------------------------
+
+
+def _session_payload(session: UploadSession, request) -> dict:
+    return {
+        "id": str(session.id),
+        "size": session.size_bytes,
+        "received": session.received_bytes,
+        "status": session.status,
+        "expires_at": session.expires_at,
+        "video_id": session.video_id,
+        "upload_url": request.build_absolute_uri(
+            reverse("media:upload", kwargs={"session_id": session.id})),
+    }
+
+
+def _own_session(request, session_id) -> UploadSession:
+    session = UploadSession.objects.filter(pk=session_id, owner=request.user).first()
+    if session is None or (session.status == UploadSession.Status.OPEN
+                           and session.expires_at < timezone.now()):
+        raise exceptions.NotFound("There is no such upload (or it expired); start a new one.")
+    return session
+
+
+class UploadSessionCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        size = serializers.IntegerField(min_value=1)
+        filename = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                         default="")
+        title = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                      default="")
+
+    def post(self, request):
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            session = services.upload_session_create(owner=request.user,
+                                                     **serializer.validated_data)
+        except services.VideoRejected as exc:
+            raise _rejected(exc, "size")
+        return Response(_session_payload(session, request), status=status.HTTP_201_CREATED)
+
+
+_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+
+
+class UploadSessionApi(APIView):
+    parser_classes: list = []  # PUT bodies are raw bytes, read as a stream below
+
+    def get(self, request, session_id):
+        return Response(_session_payload(_own_session(request, session_id), request))
+
+    def put(self, request, session_id):
+        session = _own_session(request, session_id)
+        match = _RANGE.match(request.headers.get("Content-Range", ""))
+        if not match:
+            raise exceptions.ValidationError({"Content-Range": [
+                "Send the header Content-Range: bytes <first>-<last>/<size>."]})
+        first, last = int(match[1]), int(match[2])
+        if last < first or (match[3] != "*" and int(match[3]) != session.size_bytes):
+            raise exceptions.ValidationError({"Content-Range": [
+                f"The range must be ascending and the size {session.size_bytes}."]})
+        expected = last - first + 1
+        if expected > MAX_CHUNK_BYTES:
+            raise exceptions.ValidationError({"Content-Range": [
+                f"Chunks can be at most {MAX_CHUNK_BYTES // (1024 * 1024)} MB."]})
+        with tempfile.NamedTemporaryFile(prefix="showoff-chunk-") as tmp:
+            got = 0
+            raw = request._request
+            while got <= expected:
+                block = raw.read(min(1024 * 1024, expected + 1 - got))
+                if not block:
+                    break
+                tmp.write(block)
+                got += len(block)
+            tmp.flush()
+            if got != expected:
+                raise exceptions.ValidationError({"Content-Range": [
+                    f"The range announces {expected} bytes but the body has {got}."]})
+            try:
+                session = services.upload_session_append(session_id=session.pk, start=first,
+                                                         chunk=Path(tmp.name))
+            except services.UploadOffsetMismatch as exc:
+                return Response({"type": "conflict", "detail": str(exc),
+                                 "received": exc.received}, status=status.HTTP_409_CONFLICT)
+            except services.VideoRejected as exc:
+                raise _rejected(exc, "Content-Range")
+        return Response(_session_payload(session, request))
+
+
+class UploadSessionCompleteApi(APIView):
+    def post(self, request, session_id):
+        session = _own_session(request, session_id)
+        try:
+            video = services.upload_session_complete(session_id=session.pk)
+        except services.VideoRejected as exc:
+            raise _rejected(exc)
+        return Response(VideoOutputSerializer(video, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
+
+
+# --- signed file links (local storage) --------------------------------------------------------
+
+_BYTES = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _chunks(path: str, start: int, length: int, block: int = 256 * 1024):
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while length > 0:
+            data = fh.read(min(block, length))
+            if not data:
+                return
+            length -= len(data)
+            yield data
+
+
+@require_safe
+def serve_file(request, token: str):
+    """The file a signed token names. The token is the permission: the API checked who may see
+    the video when it handed the link out, as S3 does with a presigned URL."""
+    try:
+        name = media_storage.name_from_token(token)
+    except signing.SignatureExpired:
+        return HttpResponse("This link has expired; fetch the video again for a new one.\n",
+                            status=403, content_type="text/plain")
+    except signing.BadSignature:
+        raise Http404("no such file")
+    storage = media_storage.video_storage()
+    if not media_storage.is_local(storage) or not storage.exists(name):
+        raise Http404("no such file")
+    path = storage.path(name)
+    size = os.path.getsize(path)
+    ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    match = _BYTES.match(request.headers.get("Range", "").strip())
+    if match and (match[1] or match[2]):
+        if match[1]:
+            start = int(match[1])
+            end = min(int(match[2]), size - 1) if match[2] else size - 1
+        else:  # a suffix: the last N bytes
+            start = max(0, size - int(match[2]))
+            end = size - 1
+        if start >= size or end < start:
+            response = HttpResponse(status=416)
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        length = end - start + 1
+        response = StreamingHttpResponse(_chunks(path, start, length), status=206,
+                                         content_type=ctype)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(length)
+    else:
+        response = FileResponse(open(path, "rb"), content_type=ctype)  # noqa: SIM115
+    response["Accept-Ranges"] = "bytes"
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
