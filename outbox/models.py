@@ -17,6 +17,14 @@ class XID8Field(models.Field):
     def to_python(self, value):
         return None if value is None else int(value)
 
+    def get_db_prep_value(self, value, connection, prepared=False):
+        # psycopg would send an int as integer, and PostgreSQL has no integer → xid8 cast;
+        # an untyped text literal converts implicitly.
+        return None if value is None else str(int(value))
+
+    def get_placeholder(self, value, compiler, connection):
+        return "%s::xid8"
+
 
 class OutboxEvent(models.Model):
     """One event waiting for (or already given to) the relay.

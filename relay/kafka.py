@@ -7,6 +7,7 @@ Domain apps never import confluent_kafka; `relay/` does.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from typing import Any
@@ -80,10 +81,15 @@ def security_config() -> dict[str, Any]:
     return conf
 
 
+# librdkafka's own log lines go through Python logging (served on poll()), not raw stderr.
+LIBRDKAFKA_LOGGER = logging.getLogger("librdkafka")
+
+
 def base_config(role: str, brokers: str | None = None) -> dict[str, Any]:
     return {
         "bootstrap.servers": brokers or settings.KAFKA_BROKERS,
         "client.id": client_id(role),
+        "logger": LIBRDKAFKA_LOGGER,
         **security_config(),
     }
 

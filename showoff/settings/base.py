@@ -257,6 +257,21 @@ RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 RELAY_STANDBY_POLL_INTERVAL = env.float("RELAY_STANDBY_POLL_INTERVAL", default=1.0)
 # Shard layout that `manage.py outbox prune` uses (match the relays you run).
 RELAY_SHARDS = env.int("RELAY_SHARDS", default=1)
+# Consumers (`manage.py consume`): records per poll, and how long one poll waits (seconds).
+CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=100)
+CONSUMER_POLL_TIMEOUT = env.float("CONSUMER_POLL_TIMEOUT", default=1.0)
+# Failed handler attempts before a record is dead-lettered; backoff doubles from
+# CONSUMER_RETRY_BACKOFF up to CONSUMER_RETRY_BACKOFF_MAX seconds (the partition is paused,
+# the consumer keeps polling, so the wait never trips max.poll.interval.ms).
+CONSUMER_RETRY_MAX_ATTEMPTS = env.int("CONSUMER_RETRY_MAX_ATTEMPTS", default=5)
+CONSUMER_RETRY_BACKOFF = env.float("CONSUMER_RETRY_BACKOFF", default=0.5)
+CONSUMER_RETRY_BACKOFF_MAX = env.float("CONSUMER_RETRY_BACKOFF_MAX", default=30.0)
+CONSUMER_SESSION_TIMEOUT_MS = env.int("CONSUMER_SESSION_TIMEOUT_MS", default=45000)
+CONSUMER_MAX_POLL_INTERVAL_MS = env.int("CONSUMER_MAX_POLL_INTERVAL_MS", default=300000)
+# Where a group with no committed offset starts: earliest, so events published before a
+# consumer's first start are not missed.
+CONSUMER_AUTO_OFFSET_RESET = env("CONSUMER_AUTO_OFFSET_RESET", default="earliest")
+CONSUMER_SUMMARY_INTERVAL = env.float("CONSUMER_SUMMARY_INTERVAL", default=60.0)
 
 # accounts
 # Phone verification codes: lifetime, wrong tries before a lock, and the lock's length.
@@ -282,6 +297,33 @@ POSTS_VIEW_WINDOW_SECONDS = env.int("POSTS_VIEW_WINDOW_SECONDS", default=24 * 36
 POSTS_PUBLISH_EVENTS = True
 
 # coins
+# Limits of one transfer or tip, in whole coins.
+COINS_TRANSFER_MIN_AMOUNT = env.int("COINS_TRANSFER_MIN_AMOUNT", default=1)
+COINS_TRANSFER_MAX_AMOUNT = env.int("COINS_TRANSFER_MAX_AMOUNT", default=100_000)
+COINS_WITHDRAWAL_MIN_AMOUNT = env.int("COINS_WITHDRAWAL_MIN_AMOUNT", default=1_000)
+# Withdrawals need an operator-verified identity (Wallet.kyc_verified_at) when true.
+COINS_WITHDRAWAL_REQUIRE_KYC = env.bool("COINS_WITHDRAWAL_REQUIRE_KYC", default=True)
+# Fee kept on each withdrawal, in basis points of the amount (100 = 1%), rounded down.
+COINS_WITHDRAWAL_FEE_BPS = env.int("COINS_WITHDRAWAL_FEE_BPS", default=0)
+# Payment and payout providers by name (coins/payments.py, coins/payouts.py).
+COINS_PAYMENT_PROVIDER = env("COINS_PAYMENT_PROVIDER", default="test")
+COINS_PAYOUT_PROVIDER = env("COINS_PAYOUT_PROVIDER", default="test")
+# HMAC-SHA256 secret shared with the payment provider; the webhook refuses everything unset.
+COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="")
+# A signed webhook older (or newer) than this many seconds is refused.
+COINS_PAYMENT_WEBHOOK_TOLERANCE = env.int("COINS_PAYMENT_WEBHOOK_TOLERANCE", default=300)
+# A post reaching this many likes earns its author the post_engagement reward (once per post).
+COINS_REWARD_POPULAR_POST_LIKES = env.int("COINS_REWARD_POPULAR_POST_LIKES", default=10)
+# Stored Idempotency-Key results are kept this long, then the key may be reused.
+COINS_IDEMPOTENCY_KEY_TTL_HOURS = env.int("COINS_IDEMPOTENCY_KEY_TTL_HOURS", default=24)
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
+    "PurchaseStatusEnum": "coins.models.PurchaseOrder.Status",
+    "WithdrawalStatusEnum": "coins.models.Withdrawal.Status",
+})
+CELERY_BEAT_SCHEDULE["coins-prune-idempotency-keys"] = {
+    "task": "coins.tasks.idempotency_keys_prune",
+    "schedule": 3600.0,
+}
 
 # media
 # Uploads: limits checked on the probed content, never on the file name.
