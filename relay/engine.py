@@ -365,7 +365,7 @@ class Relay:
                 f"relay {self.shard.label}: the outbox was relayed with {other.shards} shard(s) "
                 f"before, not {self.shard.shards}. Changing the shard count needs a drained "
                 "outbox: stop the relays, run `run_relay --once` with the old layout, prune "
-                "(`manage.py outbox prune --older-than-hours 0`), delete the old relay positions "
+                "(`manage.py prune_outbox --older-than-hours 0`), delete the old relay positions "
                 "in the admin, then start the new layout."
             )
         return (0, 0)

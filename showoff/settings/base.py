@@ -257,6 +257,10 @@ RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 RELAY_STANDBY_POLL_INTERVAL = env.float("RELAY_STANDBY_POLL_INTERVAL", default=1.0)
 # Shard layout that `manage.py outbox prune` uses (match the relays you run).
 RELAY_SHARDS = env.int("RELAY_SHARDS", default=1)
+CELERY_BEAT_SCHEDULE["relay.prune_outbox"] = {
+    "task": "relay.prune_outbox",
+    "schedule": env.float("OUTBOX_PRUNE_INTERVAL_SECONDS", default=3600.0),
+}
 # Consumers (`manage.py consume`): records per poll, and how long one poll waits (seconds).
 CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=100)
 CONSUMER_POLL_TIMEOUT = env.float("CONSUMER_POLL_TIMEOUT", default=1.0)

@@ -1,0 +1,42 @@
+"""Outbox retention: delete delivered rows, never an undelivered one."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from .models import RelayPosition
+
+log = logging.getLogger("relay.retention")
+
+
+def outbox_prune(*, older_than: timedelta | None = None, shards: int | None = None,
+                 chunk: int = 10_000) -> int:
+    """Delete outbox rows at or below their shard's recorded position and older than
+    `older_than`. The database position is written only after the Kafka commit, so it is never
+    ahead of the Kafka checkpoint. Deletes in chunks so no transaction grows large."""
+    older_than = older_than if older_than is not None else timedelta(
+        hours=settings.OUTBOX_RETENTION_HOURS)
+    shards = shards or settings.RELAY_SHARDS
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    for pos in RelayPosition.objects.filter(shards=shards):
+        shard_sql = "" if shards == 1 else f" AND shard_hash %% {shards:d} = {pos.shard:d}"
+        while True:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "DELETE FROM outbox_event WHERE id IN (SELECT id FROM outbox_event "
+                    "WHERE (txid, id) <= (%s::xid8, %s) AND created_at < %s" + shard_sql
+                    + " ORDER BY txid, id LIMIT %s)",
+                    [str(pos.txid), pos.last_id, cutoff, chunk],
+                )
+                n = cur.rowcount
+            deleted += n
+            if n < chunk:
+                break
+    log.info("outbox prune: deleted %d delivered rows older than %s", deleted, older_than)
+    return deleted
