@@ -121,7 +121,7 @@ class _SizeLimitHandler(FileUploadHandler):
 
 def _too_large() -> exceptions.ValidationError:
     return exceptions.ValidationError({"file": [exceptions.ErrorDetail(
-        f"The file is larger than the {settings.MEDIA_MAX_UPLOAD_BYTES // (1024 * 1024)} MB "
+        f"The file is larger than the {services.human_size(settings.MEDIA_MAX_UPLOAD_BYTES)} "
         "allowed for videos.", code="too_large")]})
 
 
@@ -155,7 +155,8 @@ class VideoListCreateApi(APIView):
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        if length > settings.MEDIA_MAX_UPLOAD_BYTES + 64 * 1024:
+        # (16 KB of slack for the multipart envelope; the handler enforces the exact limit.)
+        if length > settings.MEDIA_MAX_UPLOAD_BYTES + 16 * 1024:
             raise _too_large()
         serializer = self.InputSerializer(data=request.data)
         if getattr(request._request, "media_upload_too_large", False):

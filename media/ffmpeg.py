@@ -71,8 +71,9 @@ def choose_ladder(info: MediaInfo, ladder: list[dict] | None = None) -> list[Run
                               spec["audio_kbps"]))
     if not rungs:
         spec = min(ladder, key=lambda s: s["short_side"])
-        w, h = _even(info.width), _even(info.height)
-        rungs.append(Rung(f"{_even(short)}p", w, h, spec["crf"], spec["maxrate_kbps"],
+        # Even sizes (4:2:0 chroma) rounding down: never a pixel more than the source.
+        w, h = max(2, info.width - info.width % 2), max(2, info.height - info.height % 2)
+        rungs.append(Rung(f"{min(w, h)}p", w, h, spec["crf"], spec["maxrate_kbps"],
                           spec["audio_kbps"]))
     return rungs
 
@@ -145,6 +146,8 @@ def run(cmd: list[str], *, timeout: float, tick: Callable[[], None] | None = Non
         errfile.seek(0)
         stderr = errfile.read()[-4000:].decode(errors="replace")
     if proc.returncode != 0:
-        tail = stderr.strip().splitlines()[-3:]
-        raise FFmpegError(f"ffmpeg exited with {proc.returncode}: {' | '.join(tail)}"[:1000])
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        # The first lines name the cause; the last one says what ffmpeg gave up on.
+        said = lines[:2] + lines[-1:] if len(lines) > 3 else lines
+        raise FFmpegError(f"ffmpeg exited with {proc.returncode}: {' | '.join(said)}"[:1000])
     return time.monotonic() - started

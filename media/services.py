@@ -62,15 +62,17 @@ class LeaseLost(RuntimeError):
 # --- uploads ----------------------------------------------------------------------------------
 
 
-def _mb(n: int) -> str:
+def human_size(n: int) -> str:
+    if n < 1024 * 1024:
+        return f"{n / 1024:.0f} KB"
     return f"{n / (1024 * 1024):.0f} MB"
 
 
 def video_check_size(*, size: int) -> None:
     if size > settings.MEDIA_MAX_UPLOAD_BYTES:
         raise VideoRejected(
-            f"The file is {_mb(size)}; videos can be at most "
-            f"{_mb(settings.MEDIA_MAX_UPLOAD_BYTES)}.", code="too_large")
+            f"The file is {human_size(size)}; videos can be at most "
+            f"{human_size(settings.MEDIA_MAX_UPLOAD_BYTES)}.", code="too_large")
     if size <= 0:
         raise VideoRejected("The file is empty.", code="empty")
 

@@ -65,8 +65,10 @@ def _build(config: tuple) -> Storage:
             querystring_expire=expire,
             file_overwrite=False,
             default_acl=None,
-            # Path-style addressing works on every S3-compatible server.
+            # Path-style addressing works on every S3-compatible server; SigV4 everywhere
+            # (SigV2 is deprecated and refused by newer regions and servers).
             addressing_style="path" if endpoint else None,
+            signature_version="s3v4",
         )
     raise ImproperlyConfigured(f"MEDIA_STORAGE={kind!r}: use 'local' or 's3'.")
 

@@ -42,7 +42,10 @@ def make_clip(clip_dir):
                "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}:duration={seconds}"]
         if audio:
             cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
-        cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
+        if container == "webm":
+            cmd += ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
+        else:
+            cmd += ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"]
         if audio:
             cmd += ["-c:a", "aac" if container == "mp4" else "libopus", "-shortest"]
         if container == "mp4" and faststart:
@@ -82,12 +85,14 @@ def storage_root(media_settings) -> Path:
 
 @pytest.fixture
 def user(db):
-    return User.objects.create_user(username="maker", password="pw-maker-123")
+    return User.objects.create_user(username="maker", email="maker@example.com",
+                                    password="pw-maker-123")
 
 
 @pytest.fixture
 def other_user(db):
-    return User.objects.create_user(username="viewer", password="pw-viewer-123")
+    return User.objects.create_user(username="viewer", email="viewer@example.com",
+                                    password="pw-viewer-123")
 
 
 @pytest.fixture
