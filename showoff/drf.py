@@ -197,6 +197,7 @@ _ERROR_RESPONSES = {
     "401": "Not signed in, or the token is invalid, expired or revoked.",
     "403": "Signed in but not allowed to do this.",
     "404": "No such object (or it was deleted).",
+    "415": "The body's content type is not one this operation accepts.",
     "429": "Too many requests; retry after `retry_after` seconds.",
 }
 
@@ -213,8 +214,10 @@ def document_error_responses(result, generator, request, public):
             wanted = ["401", "403", "429"]
             if method != "get" or operation.get("parameters"):
                 wanted.append("400")
-            if "{" in path:
-                wanted.append("404")
+            if "{" in path or operation.get("parameters"):
+                wanted.append("404")  # a missing object, or a stale pagination cursor
+            if "requestBody" in operation:
+                wanted.append("415")
             for status in wanted:
                 responses.setdefault(status, {
                     "description": _ERROR_RESPONSES[status],
@@ -225,3 +228,26 @@ def document_error_responses(result, generator, request, public):
                 "content": {"application/json": {"schema": ref}},
             })
     return result
+
+
+# --- URLs that match no view: JSON under /api/, Django's pages elsewhere -----------------------
+
+
+def page_not_found(request, exception=None):
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"type": "not_found", "detail": "No such endpoint or object."},
+                            status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    if request.path.startswith("/api/"):
+        return JsonResponse({"type": "server_error", "detail": "Something went wrong on our "
+                             "side; it has been logged. Please try again later."}, status=500)
+    return defaults.server_error(request)

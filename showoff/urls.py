@@ -15,6 +15,7 @@ api_patterns: list = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("", include("accounts.urls")),
     path("", include("posts.urls")),
+    path("coins/", include("coins.urls")),
     path("media/", include("media.urls")),
 ]
 
@@ -25,3 +26,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include(api_patterns)),
 ]
+
+# JSON for /api/ paths that match no view (an id that is not a number, a typo).
+handler404 = "showoff.drf.page_not_found"
+handler500 = "showoff.drf.server_error"
