@@ -236,11 +236,13 @@ class Relay:
 
     def fetch(self) -> list[tuple]:
         sql = (
-            "SELECT id, txid::text, topic, key, headers::text, payload::text FROM outbox_event "
-            "WHERE (txid, id) > (%s::xid8, %s) "
+            # The text copy of txid gets its own name: `ORDER BY txid` must sort the xid8
+            # column, not a text output column of the same name ("10" < "9").
+            "SELECT id, txid::text AS txid_text, topic, key, headers::text, payload::text "
+            "FROM outbox_event WHERE (txid, id) > (%s::xid8, %s) "
             "AND txid < pg_snapshot_xmin(pg_current_snapshot())"
             + self._shard_filter()
-            + " ORDER BY txid, id LIMIT %s"
+            + " ORDER BY outbox_event.txid, outbox_event.id LIMIT %s"
         )
         # Autocommit: a single read-only statement, no transaction id of our own, so the
         # relay never holds back its own snapshot horizon (DESIGN.md §8).

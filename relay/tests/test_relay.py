@@ -239,3 +239,29 @@ def test_checkpoint_ahead_of_the_database_is_detected(relay_topics):
     assert reanchored.step() == 1
     reanchored.close()
     assert _delivered_ids() == [str(event)]
+
+
+def test_rows_are_read_in_numeric_transaction_id_order(relay_topics):
+    # Transaction ids 9 and 10 (both long finished): text order would put "10" first.
+    rows = []
+    with transaction.atomic():
+        for key in ("late", "early"):
+            rows.append(_probe(key))
+    from outbox.models import OutboxEvent
+
+    with connection.cursor() as cur:
+        cur.execute("ALTER TABLE outbox_event DISABLE TRIGGER outbox_event_no_update")
+        try:
+            cur.execute("UPDATE outbox_event SET txid = '10'::xid8 WHERE event_id = %s",
+                        [rows[0]])
+            cur.execute("UPDATE outbox_event SET txid = '9'::xid8 WHERE event_id = %s",
+                        [rows[1]])
+        finally:
+            cur.execute("ALTER TABLE outbox_event ENABLE TRIGGER outbox_event_no_update")
+    assert OutboxEvent.objects.get(event_id=rows[0]).id < OutboxEvent.objects.get(
+        event_id=rows[1]).id
+    relay = Relay(use_lock=False)
+    relay.start()
+    fetched = relay.fetch()
+    relay.close()
+    assert [int(r[1]) for r in fetched] == [9, 10]
