@@ -116,7 +116,7 @@ class PostFeedApi(generics.ListAPIView):
         data = _valid(PostCreateInputSerializer, request)
         post = services.post_create(author=request.user, text=data["text"],
                                     video_id=data["video_id"])
-        post = selectors.post_get(post_id=post.pk, viewer=request.user)
+        post.liked_by_me = False  # new: nobody has liked it yet (saves a re-read)
         return Response(PostSerializer(post).data, status=status.HTTP_201_CREATED)
 
 
