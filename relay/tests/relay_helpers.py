@@ -201,3 +201,20 @@ def assert_exactly_once_in_order(*, rolled_back: set[str] = frozenset(),
     for key, order in by_key_db.items():
         assert by_key_kafka[key] == order, f"key {key}: Kafka order differs from commit order"
     return records
+
+
+def drain(relay, timeout: float = 60) -> int:
+    """Step an in-process relay until nothing is left for it. Rows waiting behind a
+    transaction that is still open elsewhere in the cluster (another test database on a
+    shared server, say) are waited for, not taken as the end."""
+    total = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        n = relay.step()
+        total += n
+        if n:
+            continue
+        if not relay._has_pending():
+            return total
+        assert time.monotonic() < deadline, "rows stayed undeliverable (a transaction open?)"
+        time.sleep(0.05)

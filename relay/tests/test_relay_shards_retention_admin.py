@@ -12,7 +12,7 @@ from relay.retention import outbox_prune
 from relay.selectors import shard_states
 from relay.testing import delete_topics
 
-from .relay_helpers import assert_exactly_once_in_order, create_relay_topics
+from .relay_helpers import assert_exactly_once_in_order, create_relay_topics, drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -30,13 +30,6 @@ def _write(n: int, keys: int = 10) -> None:
                                                "seq": i}) for i in range(n)])
 
 
-def _drain(relay: Relay) -> int:
-    total = 0
-    while n := relay.step():
-        total += n
-    return total
-
-
 def test_two_shards_split_by_key_and_deliver_everything_once(relay_topics, settings):
     # given
     _write(200)
@@ -49,7 +42,7 @@ def test_two_shards_split_by_key_and_deliver_everything_once(relay_topics, setti
     for relay in relays:
         relay.start()
     # when
-    delivered = {i: _drain(relay) for i, relay in enumerate(relays)}
+    delivered = {i: drain(relay) for i, relay in enumerate(relays)}
     for relay in relays:
         relay.close()
     # then
@@ -63,7 +56,7 @@ def test_prune_deletes_only_delivered_rows_older_than_the_cutoff(relay_topics):
     _write(30)
     relay = Relay(use_lock=False)
     relay.start()
-    assert _drain(relay) == 30
+    assert drain(relay) == 30
     _write(5)  # not delivered yet
     relay.close()
 
@@ -78,7 +71,7 @@ def test_admin_pages_show_outbox_and_relay_state(relay_topics, admin_client):
     _write(4)
     relay = Relay(use_lock=False)
     relay.start()
-    _drain(relay)
+    drain(relay)
     relay.close()
     _write(3)
 
