@@ -29,7 +29,8 @@ _cache: dict[tuple, Storage] = {}
 def _config() -> tuple:
     return (
         settings.MEDIA_STORAGE,
-        settings.MEDIA_STORAGE_LOCATION or str(settings.MEDIA_ROOT),
+        str(Path(settings.BASE_DIR) / settings.MEDIA_STORAGE_LOCATION)
+        if settings.MEDIA_STORAGE_LOCATION else str(settings.MEDIA_ROOT),
         settings.MEDIA_S3_BUCKET,
         settings.MEDIA_S3_ENDPOINT_URL,
         settings.MEDIA_S3_REGION,

@@ -336,11 +336,12 @@ MEDIA_MAX_DURATION_SECONDS = env.float("MEDIA_MAX_DURATION_SECONDS", default=180
 MEDIA_MIN_DURATION_SECONDS = env.float("MEDIA_MIN_DURATION_SECONDS", default=0.5)
 MEDIA_MAX_SOURCE_SIDE = env.int("MEDIA_MAX_SOURCE_SIDE", default=4096)
 # Resumable uploads: chunks are appended in this folder until completed (shared by web workers).
-MEDIA_UPLOAD_CHUNK_DIR = env("MEDIA_UPLOAD_CHUNK_DIR", default=str(BASE_DIR / ".local" / "uploads"))
+MEDIA_UPLOAD_CHUNK_DIR = BASE_DIR / env("MEDIA_UPLOAD_CHUNK_DIR", default=".local/uploads")
 MEDIA_UPLOAD_SESSION_HOURS = env.int("MEDIA_UPLOAD_SESSION_HOURS", default=24)
 # Where sources and renditions live: "local" (FileSystemStorage) or "s3" (any S3-compatible).
 MEDIA_STORAGE = env("MEDIA_STORAGE", default="local")
-MEDIA_STORAGE_LOCATION = env("MEDIA_STORAGE_LOCATION", default="")  # local; empty: MEDIA_ROOT
+# Local storage folder, relative to the repo unless absolute; empty: MEDIA_ROOT.
+MEDIA_STORAGE_LOCATION = env("MEDIA_STORAGE_LOCATION", default="")
 MEDIA_S3_BUCKET = env("MEDIA_S3_BUCKET", default="")
 MEDIA_S3_ENDPOINT_URL = env("MEDIA_S3_ENDPOINT_URL", default="")
 MEDIA_S3_REGION = env("MEDIA_S3_REGION", default="")
