@@ -101,6 +101,13 @@ class VideoOutputSerializer(serializers.Serializer):
         return data
 
 
+def ready_video_payloads(*, video_ids, request) -> dict[int, dict]:
+    """Public payloads (renditions, thumbnail, previews, signed URLs) of the ready videos among
+    `video_ids`, by id: for other apps' APIs (a post showing its video) in one query."""
+    videos = selectors.videos_ready_by_id(video_ids=video_ids)
+    return {v.pk: VideoOutputSerializer(v, context={"request": request}).data for v in videos}
+
+
 class _SizeLimitHandler(FileUploadHandler):
     """Stops reading an upload as soon as it passes the limit (no Content-Length needed), so an
     oversize body never fills the disk."""

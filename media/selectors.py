@@ -23,6 +23,12 @@ def video_get_visible(*, user, video_id: int) -> Video | None:
             .prefetch_related("renditions").filter(pk=video_id).first())
 
 
+def videos_ready_by_id(*, video_ids) -> QuerySet[Video]:
+    ids = {int(v) for v in video_ids if v is not None}
+    return (Video.objects.filter(pk__in=ids, status=Video.Status.READY)
+            .prefetch_related("renditions"))
+
+
 def video_list_for_owner(*, user, status: str | None = None) -> QuerySet[Video]:
     qs = Video.objects.filter(owner=user).prefetch_related("renditions").select_related("job")
     if status:

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import User
 from media import services
+from media.apis import ready_video_payloads
 from media.handlers import record_transcode_job
 from media.models import TranscodeJob, Video
 from media.selectors import video_attachable
@@ -222,3 +223,30 @@ def test_admin_lists_videos_and_jobs_and_retries_a_failed_job(
     job.refresh_from_db()
     assert (job.status, job.attempts) == ("pending", 0)
     assert Video.objects.get(pk=video_id).status == "uploaded"
+
+
+def test_ready_video_payloads_for_other_apps(ready_video, api, make_clip, rf, other_user):
+    # given: one ready video and one still uploaded
+    pending_id = upload(api, make_clip("320x240", 2)).json()["id"]
+    request = rf.get("/api/posts/")
+    request.user = other_user
+
+    # when: posts asks for both (and a missing one)
+    payloads = ready_video_payloads(video_ids=[ready_video.pk, pending_id, 10**9, None],
+                                    request=request)
+
+    # then: only the ready one, with its public fields and signed URLs
+    assert list(payloads) == [ready_video.pk]
+    payload = payloads[ready_video.pk]
+    assert (payload["status"], payload["title"]) == ("ready", "ready one")
+    assert payload["renditions"][0]["url"].startswith("http://testserver/api/media/files/")
+    assert "failure_reason" not in payload
+
+
+def test_large_uploads_spooled_to_disk_are_probed_in_place(api, make_clip, settings,
+                                                          storage_root):
+    settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 1024  # Django writes the upload to a temp file
+    clip = make_clip("320x240", 2)
+    response = upload(api, clip)
+    assert response.status_code == 201, response.content
+    assert (storage_root / Video.objects.get().source_name).read_bytes() == clip.read_bytes()
