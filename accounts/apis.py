@@ -54,7 +54,9 @@ class MeSerializer(PublicUserSerializer):
 
 
 class RegisterInputSerializer(serializers.Serializer):
-    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
+    username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()],
+                                     required=False, help_text="Optional when an email is "
+                                     "given (then derived from it).")
     email = serializers.EmailField(required=False, allow_null=True, allow_blank=True)
     password = serializers.CharField(write_only=True, max_length=128,
                                      style={"input_type": "password"})
@@ -142,7 +144,7 @@ class RegisterApi(APIView):
     def post(self, request):
         data = _valid(RegisterInputSerializer, request)
         user = services.user_register(
-            username=data["username"], password=data["password"],
+            username=data.get("username"), password=data["password"],
             email=data.get("email") or None, display_name=data.get("display_name", ""),
         )
         return Response(MeSerializer(user).data, status=status.HTTP_201_CREATED)

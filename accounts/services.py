@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,9 +45,24 @@ def _avatar_url(user: User) -> str | None:
 # --- registration, login, logout ----------------------------------------------------------
 
 
-def user_register(*, username: str, password: str, email: str | None = None,
+def _username_from_email(email: str) -> str:
+    """A free username made from the email's local part (`ana.b@x.org` → `ana.b`, `ana.b2`)."""
+    base = re.sub(r"[^\w.@+-]", "", email.split("@", 1)[0])[:140] or "user"
+    candidate, n = base, 1
+    while User.objects.filter(username__iexact=candidate).exists():
+        n += 1
+        candidate = f"{base}{n}"
+    return candidate
+
+
+def user_register(*, password: str, username: str | None = None, email: str | None = None,
                   display_name: str = "") -> User:
+    """Register with a username, an email, or both (a username is derived from the email when
+    not given); either can be used to log in."""
     email = BaseUserManager.normalize_email(email) if email else None
+    if not username and not email:
+        raise ValidationError({"username": ["Give a username, an email address, or both."]})
+    username = username or _username_from_email(email)
     errors: dict[str, list[str]] = {}
     if User.objects.filter(username__iexact=username).exists():
         errors["username"] = ["This username is taken; choose another."]

@@ -31,6 +31,16 @@ def test_register_creates_the_account_and_its_event(anon):
     assert PASSWORD not in str(event.payload) and PASSWORD not in str(event.headers)
 
 
+def test_register_with_only_an_email_derives_a_free_username(anon, alice):
+    resp = anon.post("/api/auth/register/", {"email": "alice@elsewhere.org",
+                                             "password": PASSWORD})
+    assert resp.status_code == 201
+    assert resp.json()["username"] == "alice2"
+    login = anon.post("/api/auth/login/", {"login": "alice@elsewhere.org", "password": PASSWORD})
+    assert login.status_code == 200
+    assert login.json()["user"]["username"] == "alice2"
+
+
 def test_register_without_email_is_allowed(anon):
     resp = anon.post("/api/auth/register/", {"username": "dave", "password": PASSWORD})
     assert resp.status_code == 201
@@ -40,7 +50,7 @@ def test_register_without_email_is_allowed(anon):
 @pytest.mark.parametrize(
     ("payload", "field", "message_part"),
     [
-        ({"password": PASSWORD}, "username", "required"),
+        ({"password": PASSWORD}, "username", "give a username, an email address, or both"),
         ({"username": "erin"}, "password", "required"),
         ({"username": "erin", "password": "123"}, "password", "too short"),
         ({"username": "erin", "password": "password"}, "password", "too common"),
