@@ -27,6 +27,8 @@ from django.http import FileResponse, Http404, HttpResponse, StreamingHttpRespon
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -43,9 +45,57 @@ def _rejected(exc: services.VideoRejected, field: str = "file") -> exceptions.Va
     return exceptions.ValidationError({field: [exceptions.ErrorDetail(str(exc), code=exc.code)]})
 
 
+class _ThumbnailSerializer(serializers.Serializer):
+    url = serializers.URLField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+
+
+class _PreviewSerializer(_ThumbnailSerializer):
+    at_seconds = serializers.FloatField()
+
+
+class _RenditionSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="The rung, by the short side: 240p, 360p, ...")
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    video_codec = serializers.CharField()
+    audio_codec = serializers.CharField(allow_null=True)
+    duration_seconds = serializers.FloatField()
+    bitrate = serializers.IntegerField(help_text="Bits per second, whole file.")
+    size_bytes = serializers.IntegerField()
+    url = serializers.URLField(help_text="Signed; expires at urls_expire_at.")
+
+
+class _ProcessingSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["pending", "running", "succeeded", "failed"])
+    attempts = serializers.IntegerField()
+    step = serializers.CharField()
+
+
 class VideoOutputSerializer(serializers.Serializer):
     """A video as the viewer may see it; `failure_reason`, `processing` and the source fields
-    only for its owner."""
+    only for its owner. (The fields document the schema; `to_representation` builds it.)"""
+
+    id = serializers.IntegerField()
+    owner_id = serializers.IntegerField()
+    title = serializers.CharField()
+    status = serializers.ChoiceField(choices=Video.Status.choices)
+    duration_seconds = serializers.FloatField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    ready_at = serializers.DateTimeField(allow_null=True)
+    thumbnail = _ThumbnailSerializer(allow_null=True, help_text="The poster JPEG, once ready.")
+    previews = _PreviewSerializer(many=True)
+    renditions = _RenditionSerializer(many=True)
+    urls_expire_at = serializers.DateTimeField(allow_null=True)
+    failure_reason = serializers.CharField(allow_null=True, required=False,
+                                           help_text="Owner only.")
+    original_filename = serializers.CharField(required=False, help_text="Owner only.")
+    size_bytes = serializers.IntegerField(required=False, help_text="Owner only.")
+    processing = _ProcessingSerializer(allow_null=True, required=False,
+                                       help_text="Owner only: the transcoding job.")
 
     def to_representation(self, video: Video) -> dict:
         request = self.context["request"]
@@ -135,7 +185,7 @@ def _too_large() -> exceptions.ValidationError:
 class VideoListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    class InputSerializer(serializers.Serializer):
+    class VideoUploadInputSerializer(serializers.Serializer):
         file = serializers.FileField(allow_empty_file=False)
         title = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                       default="")
@@ -147,6 +197,10 @@ class VideoListCreateApi(APIView):
                 0, _SizeLimitHandler(request, settings.MEDIA_MAX_UPLOAD_BYTES))
         return super().dispatch(request, *args, **kwargs)
 
+    @extend_schema(tags=["media"], operation_id="media_videos_list",
+                   parameters=[OpenApiParameter("status", str, enum=Video.Status.values,
+                                                description="Only videos in this status.")],
+                   responses={200: VideoOutputSerializer(many=True)})
     def get(self, request):
         status_filter = request.query_params.get("status")
         if status_filter and status_filter not in Video.Status.values:
@@ -156,6 +210,8 @@ class VideoListCreateApi(APIView):
         return Response(VideoOutputSerializer(videos, many=True,
                                               context={"request": request}).data)
 
+    @extend_schema(tags=["media"], request={"multipart/form-data": VideoUploadInputSerializer},
+                   responses={201: VideoOutputSerializer})
     def post(self, request):
         # A body announced past the limit is refused before it is read at all.
         try:
@@ -165,7 +221,7 @@ class VideoListCreateApi(APIView):
         # (16 KB of slack for the multipart envelope; the handler enforces the exact limit.)
         if length > settings.MEDIA_MAX_UPLOAD_BYTES + 16 * 1024:
             raise _too_large()
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.VideoUploadInputSerializer(data=request.data)
         if getattr(request._request, "media_upload_too_large", False):
             raise _too_large()
         serializer.is_valid(raise_exception=True)
@@ -180,6 +236,7 @@ class VideoListCreateApi(APIView):
 
 
 class VideoDetailApi(APIView):
+    @extend_schema(tags=["media"], responses={200: VideoOutputSerializer})
     def get(self, request, video_id: int):
         video = selectors.video_get_visible(user=request.user, video_id=video_id)
         if video is None:
@@ -188,6 +245,22 @@ class VideoDetailApi(APIView):
 
 
 # --- resumable uploads ------------------------------------------------------------------------
+
+
+class UploadSessionOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    size = serializers.IntegerField()
+    received = serializers.IntegerField(help_text="Bytes stored so far: resume from here.")
+    status = serializers.ChoiceField(choices=UploadSession.Status.choices)
+    expires_at = serializers.DateTimeField()
+    video_id = serializers.IntegerField(allow_null=True)
+    upload_url = serializers.URLField()
+
+
+class _ConflictSerializer(serializers.Serializer):
+    type = serializers.CharField()
+    detail = serializers.CharField()
+    received = serializers.IntegerField()
 
 
 def _session_payload(session: UploadSession, request) -> dict:
@@ -212,15 +285,17 @@ def _own_session(request, session_id) -> UploadSession:
 
 
 class UploadSessionCreateApi(APIView):
-    class InputSerializer(serializers.Serializer):
+    class UploadSessionCreateInputSerializer(serializers.Serializer):
         size = serializers.IntegerField(min_value=1)
         filename = serializers.CharField(max_length=255, required=False, allow_blank=True,
                                          default="")
         title = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                       default="")
 
+    @extend_schema(tags=["media"], request=UploadSessionCreateInputSerializer,
+                   responses={201: UploadSessionOutputSerializer})
     def post(self, request):
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.UploadSessionCreateInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
             session = services.upload_session_create(owner=request.user,
@@ -236,9 +311,18 @@ _RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 class UploadSessionApi(APIView):
     parser_classes: list = []  # PUT bodies are raw bytes, read as a stream below
 
+    @extend_schema(tags=["media"], responses={200: UploadSessionOutputSerializer})
     def get(self, request, session_id):
         return Response(_session_payload(_own_session(request, session_id), request))
 
+    @extend_schema(
+        tags=["media"],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        parameters=[OpenApiParameter("Content-Range", str, OpenApiParameter.HEADER,
+                                     required=True,
+                                     description="bytes <first>-<last>/<size>")],
+        responses={200: UploadSessionOutputSerializer, 409: _ConflictSerializer},
+    )
     def put(self, request, session_id):
         session = _own_session(request, session_id)
         match = _RANGE.match(request.headers.get("Content-Range", ""))
@@ -278,6 +362,7 @@ class UploadSessionApi(APIView):
 
 
 class UploadSessionCompleteApi(APIView):
+    @extend_schema(tags=["media"], request=None, responses={201: VideoOutputSerializer})
     def post(self, request, session_id):
         session = _own_session(request, session_id)
         try:
