@@ -311,3 +311,13 @@ def test_admin_retry_starts_a_failed_job_over(api, make_clip, settings,
     job.refresh_from_db()
     assert (job.status, job.attempts, len(job.errors)) == ("succeeded", 1, 1)
     assert services.transcode_job_retry(job_id=job.pk) is False
+
+
+def test_celery_beat_schedules_the_sweep(settings):
+    from media.tasks import sweep_transcode_jobs, transcode_video
+
+    entry = settings.CELERY_BEAT_SCHEDULE["media-sweep-stuck-jobs"]
+    assert entry == {"task": sweep_transcode_jobs.name,
+                     "schedule": settings.MEDIA_SWEEP_INTERVAL_SECONDS}
+    assert (sweep_transcode_jobs.name, transcode_video.name) == (
+        "media.sweep_transcode_jobs", "media.transcode_video")
