@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -252,7 +254,8 @@ def tail(topic: str, out: TextIO, *, from_beginning: bool = False, max_records: 
 
 
 class StopFlag:
-    """SIGINT/SIGTERM set it, so `tail` ends cleanly (no KeyboardInterrupt traceback)."""
+    """SIGINT/SIGTERM set it while `installed`, so `tail` ends cleanly (no KeyboardInterrupt
+    traceback); the previous handlers are put back afterwards."""
 
     def __init__(self):
         self.stopped = False
@@ -260,12 +263,21 @@ class StopFlag:
     def __call__(self) -> bool:
         return self.stopped
 
-    def install(self) -> None:
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
         def stop(*_):
             self.stopped = True
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 # --- consumer groups ------------------------------------------------------------------------
@@ -273,8 +285,11 @@ class StopFlag:
 
 def groups_list() -> list[tuple[str, str]]:
     """(group id, state) of every consumer group, sorted."""
-    res = _result(_admin().list_consumer_groups(request_timeout=TIMEOUT),
-                  "listing consumer groups")
+    admin = _admin()  # held until the answer: a collected client fails its pending requests
+    res = _result(admin.list_consumer_groups(request_timeout=TIMEOUT), "listing consumer groups")
+    if res.errors and not res.valid:
+        raise CliError("listing consumer groups: "
+                       + "; ".join(_kafka_message(KafkaException(e)) for e in res.errors))
     return sorted((g.group_id, _state(g.state)) for g in res.valid)
 
 
@@ -355,7 +370,14 @@ def groups_describe(group: str) -> GroupDescription:
     if not committed and not owners and not desc.members:
         raise CliError(f"consumer group {group!r} does not exist (no members, no committed "
                        "offsets); list groups with `manage.py kafka groups --list`.")
-    keys = sorted(set(committed) | set(owners))
+    # Every partition of the topics the group reads, including ones it has not committed on
+    # yet (shown with "-": where it starts depends on its auto.offset.reset).
+    keys = set(committed) | set(owners)
+    metadata = _metadata(admin).topics
+    for t in {t for t, _ in keys}:
+        if t in metadata and metadata[t].error is None:
+            keys |= {(t, p) for p in metadata[t].partitions}
+    keys = sorted(keys)
     ends = _offsets(admin, [TopicPartition(t, p) for t, p in keys], OffsetSpec.latest)
     rows = []
     for t, p in keys:

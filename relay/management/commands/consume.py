@@ -91,8 +91,8 @@ class Command(OperatorCommand):
             for name, topics in sorted(names.items())
         ]
         runner = ConsumerRunner(workers)
-        runner.install_signal_handlers()
-        runner.run()
+        with runner.signals_stop():
+            runner.run()
         if runner.errors:
             name, exc = runner.errors[0]
             raise CommandError(f"consumer {name} stopped: {exc.__class__.__name__}: {exc}")

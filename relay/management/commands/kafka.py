@@ -123,10 +123,10 @@ class Command(cli.OperatorCommand):
 
     def do_tail(self, opts) -> None:
         stop = cli.StopFlag()
-        stop.install()
-        cli.tail(opts["topic"], self.stdout, from_beginning=opts["from_beginning"],
-                 max_records=opts["max_records"], timeout_ms=opts["timeout_ms"],
-                 should_stop=stop)
+        with stop.installed():
+            cli.tail(opts["topic"], self.stdout, from_beginning=opts["from_beginning"],
+                     max_records=opts["max_records"], timeout_ms=opts["timeout_ms"],
+                     should_stop=stop)
 
     # --- groups ---------------------------------------------------------------------------
 

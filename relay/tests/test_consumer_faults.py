@@ -1,0 +1,138 @@
+"""The consumer runtime as a real process: kill -9 at random moments, SIGTERM, and partitions
+moving between two members of one group. Each effect must be applied exactly once.
+
+The consumer subprocesses run `manage.py consume` against this test's database and topics, with
+the probe handler of `consumer_support` registered under a test-only consumer name.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from relay import testing as kt
+from relay.cli import groups_describe
+from relay.models import InboxEntry
+
+from . import consumer_support as cs
+from .consumer_support import TOPIC, effects, probes
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+effects_table, topics = cs.effects_table, cs.topics
+
+
+def _consumer(name: str, log_dir, *extra: str, **env: str) -> kt.ManageProcess:
+    env = {"RELAY_TEST_CONSUMER": name, "CONSUMER_SUMMARY_INTERVAL": "0.2",
+           "CONSUMER_SESSION_TIMEOUT_MS": "6000", **env}
+    return kt.ManageProcess(["consume", TOPIC, "--consumer", name, "--poll-timeout", "0.2",
+                             *extra], imports=[cs.__name__], log_dir=log_dir, **env)
+
+
+def _wait_for_effects(n: int, name: str, timeout: float = 90, procs=()) -> None:
+    deadline = time.monotonic() + timeout
+    while len(effects(name)) < n:
+        for p in procs:
+            if p.proc.poll() is not None:
+                raise AssertionError(f"consumer exited ({p.proc.returncode}):\n{p.output()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{len(effects(name))} of {n} effects after {timeout}s")
+        time.sleep(0.05)
+
+
+def _duplicates_seen(*procs: kt.ManageProcess) -> int:
+    """Records each process found already applied (its last summary line)."""
+    total = 0
+    for p in procs:
+        found = re.findall(r"duplicates (\d+)", p.output())
+        total += int(found[-1]) if found else 0
+    return total
+
+
+def _assert_exactly_once(name: str, ids: list[uuid.UUID]) -> None:
+    counts = Counter(event_id for event_id, _ in effects(name))
+    twice = {e: c for e, c in counts.items() if c > 1}
+    assert not twice, f"applied more than once: {twice}"
+    missing = {str(i) for i in ids} - set(counts)
+    assert not missing, f"{len(missing)} events never applied, e.g. {sorted(missing)[:3]}"
+    assert len(counts) == len(ids)
+    assert InboxEntry.objects.filter(consumer=name).count() == len(ids)
+
+
+def test_every_effect_is_applied_exactly_once_across_kill_9_restarts(topics, effects_table,
+                                                                    tmp_path):
+    # given: 2000 events on 3 partitions
+    name = f"test-kill-{uuid.uuid4().hex[:6]}"
+    ids = kt.produce_events(probes(2000, keys=12), per_transaction=100)
+    rng = random.Random()
+    procs = []
+    # when: a consumer is killed -9 four times at a random moment while it works, and restarted
+    # (static membership, so the restart takes the partitions back without a session timeout)
+    for _ in range(4):
+        before = len(effects(name))
+        p = _consumer(name, tmp_path, "--batch-size", "50", "--instance-id", "kill-test")
+        procs.append(p)
+        _wait_for_effects(min(2000, before + 100), name, procs=[p])
+        time.sleep(rng.uniform(0, 0.3))
+        p.kill9()
+    final = _consumer(name, tmp_path, "--batch-size", "50", "--instance-id", "kill-test")
+    procs.append(final)
+    _wait_for_effects(2000, name, procs=[final])
+    assert final.terminate() == 0, final.output()
+    # then
+    _assert_exactly_once(name, ids)
+    # the kills did land between a database commit and the Kafka commit: records came again
+    # and the inbox skipped them
+    assert _duplicates_seen(*procs) > 0
+
+
+def test_sigterm_finishes_the_record_commits_and_leaves_the_group(topics, effects_table,
+                                                                 tmp_path):
+    # given: a consumer busy with 2000 records (no transaction markers: offsets count records)
+    name = f"test-term-{uuid.uuid4().hex[:6]}"
+    kt.produce_events(probes(2000), transactional=False)
+    p = _consumer(name, tmp_path, "--batch-size", "20")
+    _wait_for_effects(200, name, procs=[p])
+    # when
+    rc = p.terminate()
+    # then: exit 0, every applied record committed, nothing half-done, the group left
+    assert rc == 0, p.output()
+    assert "Traceback" not in p.output()
+    applied = len(effects(name))
+    assert applied < 2000
+    group = groups_describe(f"showoff-life-consumer-group.{name}")
+    assert sum(part.committed or 0 for part in group.partitions) == applied
+    assert group.members == 0
+    assert InboxEntry.objects.filter(consumer=name).count() == applied
+
+
+def test_partitions_moving_between_two_consumers_never_double_apply_or_miss(
+        topics, effects_table, tmp_path):
+    # given: one consumer name, two processes in its group, events arriving meanwhile
+    name = f"test-group-{uuid.uuid4().hex[:6]}"
+    ids = kt.produce_events(probes(1000, keys=12), per_transaction=50)
+    a = _consumer(name, tmp_path, "--batch-size", "20")
+    _wait_for_effects(150, name, procs=[a])
+    # when: b joins (partitions move from a to b)
+    b = _consumer(name, tmp_path, "--batch-size", "20")
+    ids += kt.produce_events(probes(1000, keys=12, start=1000), per_transaction=50)
+    b.wait_for("assigned")
+    _wait_for_effects(1200, name, procs=[a, b])
+    # a leaves on SIGTERM (its partitions move to b), comes back (they move again)
+    assert a.terminate() == 0, a.output()
+    ids += kt.produce_events(probes(500, keys=12, start=2000), per_transaction=50)
+    a2 = _consumer(name, tmp_path, "--batch-size", "20")
+    a2.wait_for("assigned")
+    # and b is killed -9 mid-stream (its partitions move to a2 after the session timeout)
+    _wait_for_effects(min(2500, len(effects(name)) + 100), name, procs=[a2, b])
+    b.kill9()
+    _wait_for_effects(2500, name, timeout=120, procs=[a2])
+    assert a2.terminate() == 0, a2.output()
+    # then
+    _assert_exactly_once(name, ids)
+    assert "revoked" in a.output() and "assigned" in b.output()
