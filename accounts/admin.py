@@ -30,7 +30,21 @@ class ShowOffUserAdmin(UserAdmin):
         ("Status", {"fields": ("is_active", "deleted_at", "last_login", "date_joined")}),
         ("Permissions", {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
     )
-    actions = ["deactivate_selected"]
+    actions = ["deactivate_selected", "reactivate_selected"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Creating an account needs its username; afterwards it is changed only by the user.
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        # The admin's change view runs in a transaction, so the event commits with the row.
+        super().save_model(request, obj, form, change)
+        if not change:
+            publish("user.registered", {
+                "user_id": obj.pk, "username": obj.username, "email": obj.email or None,
+                "display_name": obj.display_name,
+                "registered_at": obj.date_joined.isoformat().replace("+00:00", "Z"),
+            })
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Accounts are deleted by anonymising (accounts.services.user_delete), never by a
@@ -69,3 +83,25 @@ class PhoneVerificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+def _reactivate(modeladmin, request, queryset):
+    from django.db import transaction
+    from django.utils import timezone
+
+    done = 0
+    # A deleted account stays deleted: its personal data is gone.
+    for user in queryset.filter(is_active=False, deleted_at__isnull=True):
+        with transaction.atomic():
+            user.is_active = True
+            user.save(update_fields=["is_active"])
+            publish("user.account_changed", {
+                "user_id": user.pk, "change": "reactivated",
+                "changed_at": timezone.now().isoformat().replace("+00:00", "Z"),
+            })
+        done += 1
+    modeladmin.message_user(request, f"Reactivated {done} account(s).", messages.SUCCESS)
+
+
+ShowOffUserAdmin.reactivate_selected = admin.action(
+    description="Reactivate selected accounts (not deleted ones; emits events)")(_reactivate)

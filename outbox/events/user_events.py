@@ -71,7 +71,7 @@ register(
                 "user_id": ID,
                 "change": {
                     "type": "string",
-                    "enum": ["email", "password", "deactivated", "deleted"],
+                    "enum": ["email", "password", "deactivated", "reactivated", "deleted"],
                 },
                 "old_email": NULLABLE_STR,
                 "new_email": NULLABLE_STR,

@@ -97,3 +97,24 @@ def test_admin_is_closed_to_non_staff(alice):
     client = Client()
     client.force_login(alice)
     assert client.get("/admin/posts/post/").status_code == 302
+
+
+def test_admin_reactivate_action_restores_a_deactivated_account_only(admin_client, alice, bob):
+    User.objects.filter(pk__in=[alice.pk, bob.pk]).update(is_active=False)
+    User.objects.filter(pk=bob.pk).update(deleted_at="2026-01-01T00:00:00Z")
+    admin_client.post("/admin/accounts/user/", {
+        "action": "reactivate_selected", "_selected_action": [alice.pk, bob.pk]})
+    assert User.objects.get(pk=alice.pk).is_active is True
+    assert User.objects.get(pk=bob.pk).is_active is False
+    [event] = events("user.account_changed")
+    assert (event.payload["user_id"], event.payload["change"]) == (alice.pk, "reactivated")
+
+
+def test_admin_created_account_emits_user_registered(admin_client):
+    resp = admin_client.post("/admin/accounts/user/add/", {
+        "username": "opsmade", "password1": "Str0ng-pass-phrase", "password2":
+        "Str0ng-pass-phrase", "usable_password": "true"})
+    assert resp.status_code == 302, resp.content[:2000]
+    user = User.objects.get(username="opsmade")
+    [event] = events("user.registered")
+    assert (event.payload["user_id"], event.payload["username"]) == (user.pk, "opsmade")
