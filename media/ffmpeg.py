@@ -67,6 +67,8 @@ def choose_ladder(info: MediaInfo, ladder: list[dict] | None = None) -> list[Run
     for spec in sorted(ladder, key=lambda s: s["short_side"]):
         if spec["short_side"] <= short:
             w, h = scaled(info.width, info.height, spec["short_side"])
+            # Rounding to even must not add a pixel the source does not have.
+            w, h = min(w, info.width - info.width % 2), min(h, info.height - info.height % 2)
             rungs.append(Rung(spec["name"], w, h, spec["crf"], spec["maxrate_kbps"],
                               spec["audio_kbps"]))
     if not rungs:

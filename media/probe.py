@@ -54,15 +54,29 @@ class MediaInfo:
     frame_rate: float | None
     bitrate: int | None
     video_frames: int
+    # Pixel aspect: anamorphic sources (DV, some broadcast files) have non-square pixels.
+    sample_aspect: Fraction = Fraction(1)
+
+    @property
+    def _square(self) -> tuple[int, int]:
+        """Coded size in square pixels: 720x480 at 8:9 is shown 640x480."""
+        w, h = self.coded_width, self.coded_height
+        if self.sample_aspect > 1:
+            w = int(round(w * self.sample_aspect))
+        elif self.sample_aspect < 1:
+            h = int(round(h / self.sample_aspect))
+        return w, h
 
     @property
     def width(self) -> int:
         """Display width: a 90° rotated 1920x1080 stream is shown 1080 wide."""
-        return self.coded_height if self.rotation in (90, 270) else self.coded_width
+        w, h = self._square
+        return h if self.rotation in (90, 270) else w
 
     @property
     def height(self) -> int:
-        return self.coded_width if self.rotation in (90, 270) else self.coded_height
+        w, h = self._square
+        return w if self.rotation in (90, 270) else h
 
     @property
     def has_audio(self) -> bool:
@@ -135,6 +149,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                              "a codec we do not support.")
 
         rate: Fraction | None = vstream.average_rate or vstream.guessed_rate
+        sar = vstream.sample_aspect_ratio or vstream.codec_context.sample_aspect_ratio
+        sar = Fraction(sar) if sar and 0.1 < sar < 10 else Fraction(1)
         return MediaInfo(
             container=container.format.name,
             duration=round(declared if declared else measured, 3),
@@ -146,4 +162,5 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             frame_rate=round(float(rate), 3) if rate else None,
             bitrate=container.bit_rate or None,
             video_frames=frames,
+            sample_aspect=sar,
         )

@@ -32,8 +32,8 @@ def make_clip(clip_dir):
 
     def make(size: str = "320x240", seconds: float = 2, *, audio: bool = True,
              rotation: int | None = None, rate: int = 25, faststart: bool = True,
-             container: str = "mp4") -> Path:
-        key = (size, seconds, audio, rotation, rate, faststart, container)
+             container: str = "mp4", sar: str | None = None) -> Path:
+        key = (size, seconds, audio, rotation, rate, faststart, container, sar)
         if key in _CLIPS:
             return _CLIPS[key]
         name = f"clip-{len(_CLIPS)}.{container}"
@@ -42,6 +42,8 @@ def make_clip(clip_dir):
                "-f", "lavfi", "-i", f"testsrc=size={size}:rate={rate}:duration={seconds}"]
         if audio:
             cmd += ["-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}"]
+        if sar:
+            cmd += ["-vf", f"setsar={sar}"]
         if container == "webm":
             cmd += ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8", "-b:v", "300k"]
         else:

@@ -128,6 +128,23 @@ def test_portrait_source_gets_portrait_rungs_and_tiny_source_one_rung(
     assert [(r.name, r.width, r.height) for r in t.renditions.all()] == [("120p", 160, 120)]
 
 
+def test_anamorphic_source_is_shown_with_square_pixels(api, make_clip, storage_root,
+                                                      django_capture_on_commit_callbacks):
+    # given: 320x240 coded with 4:3 pixels, i.e. a 16:9 picture
+    job = _uploaded_job(api, make_clip("320x240", 1, sar="4/3"),
+                        django_capture_on_commit_callbacks)
+    video = Video.objects.get(pk=job.video_id)
+    assert (video.width, video.height) == (427, 240)
+
+    # when
+    assert services.transcode_job_run(job_id=job.pk) == "succeeded"
+
+    # then: the rendition is 16:9 in square pixels
+    (r,) = Video.objects.get(pk=job.video_id).renditions.all()
+    probed = inspect_mp4(storage_root / r.storage_name)
+    assert (r.name, probed["width"], probed["height"]) == ("240p", 426, 240)
+
+
 def test_running_the_task_twice_leaves_one_set_of_renditions(
         api, make_clip, storage_root, django_capture_on_commit_callbacks):
     # given: a job that already succeeded
