@@ -2,7 +2,7 @@
 
 Every error the API returns has the same shape, so clients handle one format:
 
-    {"type": "validation_error", "detail": "Some fields are invalid.",
+    {"type": "validation_error", "detail": "Some fields are invalid; see errors.",
      "errors": {"email": ["Enter a valid email address."]}}
 
 `type` is a stable machine code, `detail` a sentence for people, `errors` (validation only)
