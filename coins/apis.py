@@ -50,6 +50,15 @@ class CoinsApi(APIView):
         return super().handle_exception(exc)
 
 
+def _page_of(name: str, item: serializers.Serializer):
+    """The schema of a cursor page (next/previous links and the results)."""
+    return inline_serializer(name, {
+        "next": serializers.URLField(allow_null=True),
+        "previous": serializers.URLField(allow_null=True),
+        "results": item,
+    })
+
+
 class HistoryPagination(CursorPagination):
     ordering = "-id"
     page_size = 50
@@ -107,7 +116,7 @@ class HistoryApi(CoinsApi):
             OpenApiParameter("cursor", OpenApiTypes.STR),
             OpenApiParameter("page_size", OpenApiTypes.INT),
         ],
-        responses={200: EntryOutput(many=True)},
+        responses={200: _page_of("EntryPage", EntryOutput(many=True))},
         summary="Your ledger entries, newest first (cursor-paginated)",
     )
     def get(self, request: Request) -> Response:
@@ -330,7 +339,8 @@ class WithdrawalOutput(serializers.ModelSerializer):
 
 
 class WithdrawalListCreateApi(CoinsApi):
-    @extend_schema(responses={200: WithdrawalOutput(many=True)}, summary="Your withdrawals",
+    @extend_schema(responses={200: _page_of("WithdrawalPage", WithdrawalOutput(many=True))},
+                   summary="Your withdrawals",
                    parameters=[OpenApiParameter("cursor", OpenApiTypes.STR)])
     def get(self, request: Request) -> Response:
         paginator = HistoryPagination()

@@ -4,7 +4,10 @@ Lock order, everywhere:
 1. the domain row being decided, if any (a `PurchaseOrder` or a `Withdrawal`), then
 2. wallets, in primary-key order.
 Nothing locks a domain row after a wallet, so no two transactions can wait on each other in a
-cycle (see `wallets_lock`).
+cycle (see `wallets_lock`). A service that must read a wallet before moving coins (the KYC check
+of a withdrawal) locks every wallet of the movement in that first call: locking one wallet, then
+later a set that includes a lower key, would break the order (a deadlock the mixed-operations
+stress test finds).
 """
 
 from __future__ import annotations

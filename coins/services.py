@@ -278,7 +278,11 @@ def withdrawal_request(*, user, amount: int, destination: str) -> Withdrawal:
     fee = amount * settings.COINS_WITHDRAWAL_FEE_BPS // 10_000
     with transaction.atomic():
         if settings.COINS_WITHDRAWAL_REQUIRE_KYC:
-            wallet = next(w for w in wallets_lock(user_ids=[user.pk]))
+            # Lock every wallet the movement below needs, in one pk-ordered call: locking the
+            # user's wallet alone first and the held account later could invert the order.
+            wallets = wallets_lock(user_ids=[user.pk],
+                                   system_codes=[SystemAccount.WITHDRAWALS_HELD])
+            wallet = next(w for w in wallets if w.user_id == user.pk)
             if wallet.kyc_verified_at is None:
                 raise KycRequired("Withdrawals need a verified identity; contact support to "
                                   "verify yours.")
