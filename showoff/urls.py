@@ -17,6 +17,8 @@ api_patterns: list = [
     path("", include("posts.urls")),
     path("coins/", include("coins.urls")),
     path("media/", include("media.urls")),
+    path("notifications/", include("notifications.urls")),
+    path("analytics/", include("analytics.urls")),
 ]
 
 urlpatterns = [
