@@ -58,7 +58,8 @@ def _action_form(modeladmin, request, *, title: str, form, objects, action: str,
 
 
 class AdjustmentForm(forms.Form):
-    amount = forms.IntegerField(help_text="Coins to credit (positive) or debit (negative).")
+    amount = forms.IntegerField(min_value=-(10**15), max_value=10**15,
+                                help_text="Coins to credit (positive) or debit (negative).")
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}),
                              help_text="Why: kept with the movement and shown in the history.")
 

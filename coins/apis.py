@@ -26,6 +26,8 @@ from .payments import PROVIDERS, WebhookRejected, payment_provider
 logger = logging.getLogger(__name__)
 User = get_user_model()
 
+# Far above any real balance, far below bigint: keeps absurd numbers out of the database.
+MAX_COINS = 10**15
 IDEMPOTENCY_PARAM = OpenApiParameter(
     IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
     description="Any unique string (a UUID): a retry with the same key and body returns the "
@@ -321,7 +323,7 @@ class RewardClaimApi(CoinsApi):
 
 
 class WithdrawalInput(serializers.Serializer):
-    amount = serializers.IntegerField()
+    amount = serializers.IntegerField(max_value=MAX_COINS)
     destination = serializers.CharField(max_length=255)
 
     def validate_amount(self, value: int) -> int:

@@ -51,6 +51,11 @@ def test_adjust_action_shows_the_form_and_requires_a_reason(admin_client, alice)
         "amount": "5", "reason": ""})
     assert missing.status_code == 200
     assert b"This field is required" in missing.content
+    absurd = admin_client.post("/admin/coins/wallet/", {
+        "action": "adjust_balance", "_selected_action": [wallet.pk], "apply": "1",
+        "amount": str(10**20), "reason": "typo"})
+    assert absurd.status_code == 200
+    assert b"less than or equal to" in absurd.content
     assert balance(alice) == 1
 
 

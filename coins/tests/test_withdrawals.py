@@ -142,6 +142,7 @@ def test_withdrawals_of_others_are_not_visible(verified_alice, as_bob):
 @pytest.mark.parametrize(("payload", "field"), [
     ({"amount": 99, "destination": "x"}, "amount"),
     ({"amount": "x", "destination": "x"}, "amount"),
+    ({"amount": 10**23, "destination": "x"}, "amount"),
     ({"amount": 200}, "destination"),
     ({"amount": 200, "destination": ""}, "destination"),
 ])
