@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -46,7 +45,6 @@ from .payments import Checkout, PaymentConfirmation, payment_provider
 from .payouts import payout_provider
 
 logger = logging.getLogger(__name__)
-User = get_user_model()
 
 
 def _check_amount(amount: Any, *, minimum: int, maximum: int | None = None) -> int:
