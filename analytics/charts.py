@@ -58,7 +58,8 @@ def render(chart: Chart) -> SafeString:
         parts.append(f'<text x="{LEFT - 6}" y="{gy + 4:.1f}" text-anchor="end" font-size="11" '
                      f'fill="#555">{escape(_fmt(top * frac))}</text>')
     for i in sorted({0, n // 2, n - 1}) if n else []:
-        parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - 12}" text-anchor="middle" '
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
+        parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - 12}" text-anchor="{anchor}" '
                      f'font-size="11" fill="#555">{escape(chart.labels[i])}</text>')
     for index, (name, series) in enumerate(chart.series.items()):
         color = COLORS[index % len(COLORS)]
