@@ -386,3 +386,23 @@ CELERY_BEAT_SCHEDULE["media-sweep-stuck-jobs"] = {
 # notifications
 
 # analytics
+# Client event ingestion (POST /api/analytics/events/): items per batch, and batches per
+# minute (or /hour, /day) per signed-in user, or per client IP for anonymous clients.
+ANALYTICS_MAX_BATCH_EVENTS = env.int("ANALYTICS_MAX_BATCH_EVENTS", default=500)
+ANALYTICS_INGEST_RATE = env("ANALYTICS_INGEST_RATE", default="120/min")
+# Lateness horizon: client events older than this are refused; within it, late events land in
+# their own hour and day, and the rollup recomputes these days.
+ANALYTICS_MAX_LATENESS_HOURS = env.int("ANALYTICS_MAX_LATENESS_HOURS", default=168)
+# How far in the future (after the sent_at correction) a client event time may be.
+ANALYTICS_MAX_CLOCK_SKEW_SECONDS = env.int("ANALYTICS_MAX_CLOCK_SKEW_SECONDS", default=300)
+# Raw performance samples (exact percentiles) and hourly counters are kept this many days.
+ANALYTICS_PERF_RETENTION_DAYS = env.int("ANALYTICS_PERF_RETENTION_DAYS", default=30)
+ANALYTICS_HOURLY_RETENTION_DAYS = env.int("ANALYTICS_HOURLY_RETENTION_DAYS", default=400)
+CELERY_BEAT_SCHEDULE["analytics-rollup"] = {
+    "task": "analytics.rollup",
+    "schedule": env.float("ANALYTICS_ROLLUP_INTERVAL_SECONDS", default=300.0),
+}
+CELERY_BEAT_SCHEDULE["analytics-prune"] = {
+    "task": "analytics.prune",
+    "schedule": env.float("ANALYTICS_PRUNE_INTERVAL_SECONDS", default=3600.0),
+}
