@@ -3,9 +3,11 @@
 `sms.requested` is general: a one-time code, a security alert, a notification or marketing.
 The sender gives either a ready `body`, or a `template` name with its `context` (plain values
 only). A value that must not travel in clear through Kafka (a one-time code) goes in `secret`,
-sealed with `seal()`; the SMS worker opens it with `unseal()` and puts it where the template
-says `{secret}`. Topic readers and the outbox table therefore never see a usable code.
-`not_after` tells the sender to drop the message when it is already useless (an expired code).
+sealed with `seal()`; the SMS worker opens it with `unseal()` only when it sends, and puts it
+where the template says `{{ secret }}`. Topic readers and the outbox table therefore never see a
+usable code. `not_after` tells the sender to drop the message when it is already useless (an
+expired code). `notification_id` and `language` are set when the SMS tells a notification.
+Consumed by `notifications-sms` (templates: `notifications/templates/notifications/sms/`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ register(
                 "context": {"type": "object"},
                 "secret": {"type": ["string", "null"], "maxLength": 1000},
                 "not_after": {"type": ["string", "null"], "format": "date-time"},
+                "notification_id": NULLABLE_ID,
+                "language": {"type": ["string", "null"], "maxLength": 10},
                 "requested_at": TIME,
             },
             required=["phone", "kind", "user_id", "requested_at"],

@@ -384,6 +384,62 @@ CELERY_BEAT_SCHEDULE["media-sweep-stuck-jobs"] = {
 }
 
 # notifications
+# Push and SMS backends: "console" (log), "memory" (tests), "fcm" / "twilio", or a dotted path.
+NOTIFICATIONS_PUSH_BACKEND = env("NOTIFICATIONS_PUSH_BACKEND", default="console")
+NOTIFICATIONS_SMS_BACKEND = env("NOTIFICATIONS_SMS_BACKEND", default="console")
+# Email goes through Django's backend: console in development, SMTP (or a provider's Django
+# backend) by configuration.
+EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_USE_SSL = env.bool("EMAIL_USE_SSL", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="ShowOff <no-reply@showoff.life>")
+# Base of links in emails (unsubscribe), e.g. https://api.showoff.life.
+NOTIFICATIONS_PUBLIC_URL = env("NOTIFICATIONS_PUBLIC_URL", default="http://127.0.0.1:8000")
+# Firebase Cloud Messaging HTTP v1: project and service account key (file path or JSON).
+FCM_PROJECT_ID = env("FCM_PROJECT_ID", default="")
+FCM_SERVICE_ACCOUNT_FILE = env("FCM_SERVICE_ACCOUNT_FILE", default="")
+FCM_SERVICE_ACCOUNT_JSON = env("FCM_SERVICE_ACCOUNT_JSON", default="")
+FCM_API_URL = env("FCM_API_URL", default="https://fcm.googleapis.com")
+# Twilio Programmable Messaging: account, credentials (auth token or API key), sender.
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+TWILIO_API_KEY_SID = env("TWILIO_API_KEY_SID", default="")
+TWILIO_API_KEY_SECRET = env("TWILIO_API_KEY_SECRET", default="")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_URL = env("TWILIO_API_URL", default="https://api.twilio.com")
+NOTIFICATIONS_PROVIDER_TIMEOUT_SECONDS = env.float("NOTIFICATIONS_PROVIDER_TIMEOUT_SECONDS",
+                                                   default=10.0)
+# Sending: attempts per delivery, backoff doubling from BACKOFF up to BACKOFF_MAX (seconds),
+# and how long one attempt may take before the sweep retries it (a worker died mid-send).
+NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=5)
+NOTIFICATIONS_RETRY_BACKOFF_SECONDS = env.float("NOTIFICATIONS_RETRY_BACKOFF_SECONDS",
+                                                default=30.0)
+NOTIFICATIONS_RETRY_BACKOFF_MAX_SECONDS = env.float("NOTIFICATIONS_RETRY_BACKOFF_MAX_SECONDS",
+                                                    default=3600.0)
+NOTIFICATIONS_SEND_LEASE_SECONDS = env.float("NOTIFICATIONS_SEND_LEASE_SECONDS", default=120.0)
+# Celery queue of the sending and fan-out tasks (the Procfile worker reads the default one).
+NOTIFICATIONS_CELERY_QUEUE = env("NOTIFICATIONS_CELERY_QUEUE", default="celery")
+# The beat sweep: queues deliveries due but not sent (quiet hours over, lost messages)
+# older than the grace, and resumes bulk sends stalled for BULK_STALE seconds.
+NOTIFICATIONS_SWEEP_INTERVAL_SECONDS = env.float("NOTIFICATIONS_SWEEP_INTERVAL_SECONDS",
+                                                 default=60.0)
+NOTIFICATIONS_SWEEP_GRACE_SECONDS = env.float("NOTIFICATIONS_SWEEP_GRACE_SECONDS", default=60.0)
+NOTIFICATIONS_BULK_BATCH_SIZE = env.int("NOTIFICATIONS_BULK_BATCH_SIZE", default=1000)
+NOTIFICATIONS_BULK_STALE_SECONDS = env.float("NOTIFICATIONS_BULK_STALE_SECONDS", default=300.0)
+SPECTACULAR_SETTINGS.setdefault("ENUM_NAME_OVERRIDES", {}).update({
+    "NotificationChannelEnum": "notifications.kinds.Channel.CHOICES",
+    "DevicePlatformEnum": "notifications.models.Device.Platform",
+})
+CELERY_BEAT_SCHEDULE["notifications-dispatch-due"] = {
+    "task": "notifications.dispatch_due",
+    "schedule": NOTIFICATIONS_SWEEP_INTERVAL_SECONDS,
+}
 
 # analytics
 # Client event ingestion (POST /api/analytics/events/): items per batch, and batches per

@@ -1,0 +1,115 @@
+"""Reads of the notifications app: preferences and quiet hours, the inbox, deliveries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings as django_settings
+from django.db.models import QuerySet
+
+from . import kinds
+from .kinds import Channel
+from .models import BulkNotification, Device, Notification, NotificationSettings, Preference
+
+
+@dataclass
+class Preferences:
+    """One user's effective choices: overrides over each kind's defaults, quiet hours."""
+
+    overrides: dict[tuple[str, str], bool] = field(default_factory=dict)
+    quiet_start: time | None = None
+    quiet_end: time | None = None
+    timezone: str = "UTC"
+    language: str = ""
+
+    def enabled(self, kind: kinds.Kind, channel: str) -> bool:
+        if channel not in kind.defaults:
+            return False
+        return self.overrides.get((kind.name, channel), kind.defaults[channel])
+
+    def channels(self, kind: kinds.Kind) -> list[str]:
+        return [c for c in kind.channels if self.enabled(kind, c)]
+
+    @property
+    def language_code(self) -> str:
+        return self.language or django_settings.LANGUAGE_CODE
+
+    def quiet_until(self, now: datetime) -> datetime | None:
+        """The end of the quiet hours `now` falls in (aware), or None outside them."""
+        return quiet_hours_end(self.quiet_start, self.quiet_end, self.timezone, now)
+
+
+def quiet_hours_end(start: time | None, end: time | None, tz_name: str,
+                    now: datetime) -> datetime | None:
+    if start is None or end is None or start == end:
+        return None
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        tz = ZoneInfo("UTC")
+    local = now.astimezone(tz)
+    t = local.time().replace(tzinfo=None)
+    if start < end:  # same day, e.g. 13:00-15:00
+        inside = start <= t < end
+        end_day = local.date()
+    else:  # across midnight, e.g. 22:00-07:00
+        inside = t >= start or t < end
+        end_day = local.date() + timedelta(days=1) if t >= start else local.date()
+    if not inside:
+        return None
+    # Local wall time to an instant; fold=0 picks the first of an ambiguous hour.
+    return datetime.combine(end_day, end, tzinfo=tz)
+
+
+def preferences_get(*, user_id: int) -> Preferences:
+    prefs = Preferences(overrides={
+        (kind, channel): enabled
+        for kind, channel, enabled in Preference.objects.filter(user_id=user_id)
+        .values_list("kind", "channel", "enabled")
+    })
+    row = NotificationSettings.objects.filter(user_id=user_id).first()
+    if row is not None:
+        prefs.quiet_start, prefs.quiet_end = row.quiet_hours_start, row.quiet_hours_end
+        prefs.timezone, prefs.language = row.timezone, row.language
+    return prefs
+
+
+def preferences_table(*, user) -> list[dict]:
+    """Every kind with each of its channels: the effective value and the default."""
+    prefs = preferences_get(user_id=user.pk)
+    return [
+        {
+            "kind": kind.name,
+            "label": str(kind.label),
+            "category": kind.category,
+            "channels": {c: prefs.enabled(kind, c) for c in kind.channels},
+            "defaults": {c: kind.defaults[c] for c in kind.channels},
+        }
+        for kind in kinds.KINDS.values()
+    ]
+
+
+def inbox(*, user, unread: bool | None = None) -> QuerySet[Notification]:
+    qs = Notification.objects.inbox(user).select_related("actor")
+    if unread is True:
+        qs = qs.filter(read_at__isnull=True)
+    elif unread is False:
+        qs = qs.filter(read_at__isnull=False)
+    return qs
+
+
+def unread_count(*, user) -> int:
+    return Notification.objects.inbox(user).filter(read_at__isnull=True).count()
+
+
+def devices_of(*, user) -> QuerySet[Device]:
+    return Device.objects.filter(user=user).order_by("id")
+
+
+def bulk_list() -> QuerySet[BulkNotification]:
+    return BulkNotification.objects.order_by("-id")
+
+
+CHANNEL_NAMES = dict(Channel.CHOICES)

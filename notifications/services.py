@@ -1,0 +1,791 @@
+"""Writes of the notifications app.
+
+- requesting: `notification_request` (triggers, anything that wants to tell a user);
+- the consumers' work, each inside the consumed record's transaction: `notification_route`
+  (notification-events), `email_request_record` (email-events), `sms_request_record`
+  (sms-events): they record the in-app notification and the deliveries, exactly once;
+- sending, in Celery: `delivery_send` (one attempt), `deliveries_dispatch_due` (the sweep),
+  `delivery_resend` (admin);
+- the user's side: devices, preferences, reading, unsubscribing;
+- bulk sends: `bulk_notification_create`, `bulk_notification_start`,
+  `bulk_notification_fan_out`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from datetime import time as dtime
+from functools import partial
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core import signing
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db import reset_queries, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext
+
+from outbox.models import OutboxEvent
+from outbox.services import Event, publish, publish_bulk
+
+from . import kinds, rendering, selectors
+from .backends import InvalidRecipient, PushMessage, Rejected, SmsMessage, get_backend
+from .kinds import Channel
+from .models import (
+    BulkNotification,
+    Delivery,
+    Device,
+    Notification,
+    NotificationSettings,
+    Preference,
+)
+
+log = logging.getLogger("notifications")
+User = get_user_model()
+
+UNSET: Any = object()
+_NAMESPACE = uuid.UUID("5b2f0c8e-0d7e-4f8e-9a4b-2a7c1d3e9f10")
+HISTORY_KEEP = 20
+
+
+class RecipientMissing(LookupError):
+    """The user a request names does not exist (a permanent problem of the record)."""
+
+
+class RequestInvalid(ValueError):
+    """A consumed request that can never be handled (unknown kind, missing template)."""
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def recipient_name(user) -> str:
+    return (user.display_name or user.username) if user is not None else ""
+
+
+# --- requesting -----------------------------------------------------------------------------
+
+
+def notification_request(*, recipient_id: int, kind: str, actor_id: int | None = None,
+                         context: dict[str, Any] | None = None, title: str | None = None,
+                         body: str | None = None, channels: list[str] | None = None,
+                         source_event_id: UUID | None = None, bulk_id: int | None = None,
+                         event_id: UUID | None = None) -> UUID:
+    """Publish `notification.requested` (inside the caller's transaction); returns its id."""
+    if kinds.get(kind) is None:
+        raise ValueError(f"unknown notification kind {kind!r}")
+    if event_id is not None and OutboxEvent.objects.filter(event_id=event_id).exists():
+        return event_id  # requested before (a replay): the same request, not a second one
+    return publish("notification.requested", {
+        "recipient_id": recipient_id,
+        "kind": kind,
+        "actor_id": actor_id,
+        "context": context or {},
+        "title": title,
+        "body": body,
+        "channels": channels,
+        "source_event_id": str(source_event_id) if source_event_id else None,
+        "bulk_id": bulk_id,
+        "requested_at": _iso(timezone.now()),
+    }, event_id=event_id)
+
+
+# --- routing (consume notification-events) ----------------------------------------------------
+
+
+def _enqueue(delivery_ids: list[UUID], countdown: float | None = None) -> None:
+    from .tasks import send_delivery
+
+    for delivery_id in delivery_ids:
+        send_delivery.apply_async(args=[str(delivery_id)], countdown=countdown,
+                                  queue=settings.NOTIFICATIONS_CELERY_QUEUE)
+
+
+def _enqueue_after_commit(delivery_ids: list[UUID], countdown: float | None = None) -> None:
+    # robust: a broker hiccup after the commit must not fail the consumed record (its effects
+    # are committed); the sweep (`deliveries_dispatch_due`) sends what was never queued.
+    if delivery_ids:
+        transaction.on_commit(partial(_enqueue, list(delivery_ids), countdown), robust=True)
+
+
+def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notification | None:
+    """Record one requested notification and route it to its channels, all in the caller's
+    transaction: the in-app notification, one push delivery per device, `email.requested`
+    and `sms.requested` events. Channels are the kind's, narrowed by the request and by the
+    recipient's preferences; push respects quiet hours (deferred to their end).
+
+    Returns None when nothing is to be sent (every channel off, the recipient gone, a
+    request already routed)."""
+    kind = kinds.get(data["kind"])
+    if kind is None:
+        raise RequestInvalid(f"unknown notification kind {data['kind']!r}")
+    recipient = (User.objects.filter(pk=data["recipient_id"])
+                 .only("id", "username", "display_name", "email", "phone",
+                       "phone_verified_at", "is_active", "deleted_at").first())
+    if recipient is None:
+        raise RecipientMissing(f"no user {data['recipient_id']}")
+    if not recipient.is_active or recipient.deleted_at is not None:
+        log.info("notification %s not sent: user %s is inactive", request_id, recipient.pk)
+        return None
+    if Notification.objects.filter(request_id=request_id).exists():
+        return None
+    prefs = selectors.preferences_get(user_id=recipient.pk)
+    wanted = data.get("channels") or kind.channels
+    channels = [c for c in prefs.channels(kind) if c in wanted]
+    if not channels:
+        return None
+    language = prefs.language_code
+    context = dict(data.get("context") or {})
+    context["recipient_name"] = recipient_name(recipient)
+    actor_id = data.get("actor_id")
+    actor = (User.objects.filter(pk=actor_id).only("username", "display_name").first()
+             if actor_id else None)
+    with translation.override(prefs.language_code):
+        context["actor_name"] = recipient_name(actor) if actor else gettext("Someone")
+    if data.get("title"):
+        title, body = data["title"], data.get("body") or ""
+    else:
+        context.setdefault("title", "")
+        context.setdefault("body", "")
+        try:
+            title, body = rendering.render_kind(kind.name, context, language=language)
+        except rendering.TemplateMissing as exc:
+            raise RequestInvalid(str(exc)) from None
+    notification = Notification.objects.create(
+        request_id=request_id, recipient=recipient, kind=kind.name,
+        actor_id=actor_id if actor_id and actor_id != recipient.pk else None,
+        title=title, body=body, data=data.get("context") or {},
+        in_app=Channel.IN_APP in channels, bulk_id=data.get("bulk_id"),
+    )
+    now = timezone.now()
+    if Channel.PUSH in channels:
+        _route_push(notification, recipient, prefs, now)
+    if Channel.EMAIL in channels and recipient.email:
+        publish("email.requested", {
+            "to": recipient.email,
+            "user_id": recipient.pk,
+            "template": kind.email_template,
+            "kind": kind.name,
+            "context": {"title": title, "body": body,
+                        "recipient_name": context["recipient_name"]},
+            "language": language,
+            "notification_id": notification.pk,
+            "requested_at": _iso(now),
+        }, event_id=uuid.uuid5(_NAMESPACE, f"{request_id}:email"))
+    if Channel.SMS in channels and recipient.phone and recipient.phone_verified_at:
+        publish("sms.requested", {
+            "phone": recipient.phone,
+            "kind": kind.sms_kind,
+            "user_id": recipient.pk,
+            "body": None,
+            "template": "notification",
+            "context": {"title": title, "body": body},
+            "secret": None,
+            "not_after": None,
+            "notification_id": notification.pk,
+            "language": language,
+            "requested_at": _iso(now),
+        }, event_id=uuid.uuid5(_NAMESPACE, f"{request_id}:sms"))
+    return notification
+
+
+def _route_push(notification: Notification, recipient, prefs: selectors.Preferences,
+                now: datetime) -> None:
+    devices = list(Device.objects.filter(user=recipient).only("id", "token", "platform"))
+    if not devices:
+        return
+    quiet_end = prefs.quiet_until(now)
+    data = {"notification_id": str(notification.pk), "kind": notification.kind}
+    for key, value in notification.data.items():
+        if key.endswith("_id") and value is not None:
+            data[key] = str(value)
+    rows = [
+        Delivery(
+            channel=Channel.PUSH, notification=notification, recipient=recipient,
+            device=device, address=device.token,
+            next_attempt_at=quiet_end or now,
+            deferred_reason=f"quiet hours until {_iso(quiet_end)}" if quiet_end else "",
+            payload={"title": notification.title, "body": notification.body,
+                     "platform": device.platform, "data": data},
+        )
+        for device in devices
+    ]
+    Delivery.objects.bulk_create(rows)
+    if quiet_end is None:
+        _enqueue_after_commit([r.pk for r in rows])
+
+
+# --- email and SMS requests (consume email-events / sms-events) -----------------------------
+
+
+def unsubscribe_token(*, user_id: int, kind: str = "marketing",
+                      channel: str = Channel.EMAIL) -> str:
+    return signing.dumps({"u": user_id, "k": kind, "c": channel},
+                         salt="notifications.unsubscribe", compress=True)
+
+
+def unsubscribe_url(*, user_id: int, kind: str = "marketing") -> str:
+    path = reverse("notifications:unsubscribe",
+                   kwargs={"token": unsubscribe_token(user_id=user_id, kind=kind)})
+    return settings.NOTIFICATIONS_PUBLIC_URL.rstrip("/") + path
+
+
+def _notification_ref(notification_id: int | None) -> int | None:
+    if notification_id and Notification.objects.filter(pk=notification_id).exists():
+        return notification_id
+    return None
+
+
+def email_request_record(*, event_id: UUID, data: dict[str, Any]) -> Delivery | None:
+    """Render one `email.requested` and record its delivery (sent by Celery after commit).
+
+    Marketing needs the user's opt-in (off by default) and gets an unsubscribe link and
+    `List-Unsubscribe` headers (RFC 8058 one-click)."""
+    if Delivery.objects.filter(source_event_id=event_id, channel=Channel.EMAIL).exists():
+        return None
+    user = User.objects.filter(pk=data["user_id"]).first() if data.get("user_id") else None
+    template = data["template"]
+    prefs = selectors.preferences_get(user_id=user.pk) if user is not None else None
+    context = dict(data.get("context") or {})
+    context.setdefault("recipient_name", recipient_name(user) or data["to"].split("@")[0])
+    context.setdefault("title", "")
+    context.setdefault("body", "")
+    headers: dict[str, str] = {}
+    if template == "marketing":
+        kind = kinds.get(data.get("kind") or "marketing") or kinds.get("marketing")
+        if user is None or not user.is_active or not prefs.enabled(kind, Channel.EMAIL):
+            log.info("marketing email %s not sent: no opt-in", event_id)
+            return None
+        url = unsubscribe_url(user_id=user.pk, kind=kind.name)
+        context["unsubscribe_url"] = url
+        headers["List-Unsubscribe"] = f"<{url}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    language = data.get("language") or (prefs.language_code if prefs else
+                                        settings.LANGUAGE_CODE)
+    try:
+        subject, text, html = rendering.render_email(template, context, language=language)
+    except rendering.TemplateMissing as exc:
+        raise RequestInvalid(str(exc)) from None
+    delivery = Delivery.objects.create(
+        channel=Channel.EMAIL, notification_id=_notification_ref(data.get("notification_id")),
+        source_event_id=event_id, recipient=user, address=data["to"],
+        next_attempt_at=timezone.now(),
+        payload={"subject": subject, "text": text, "html": html, "headers": headers},
+    )
+    _enqueue_after_commit([delivery.pk])
+    return delivery
+
+
+def sms_request_record(*, event_id: UUID, data: dict[str, Any]) -> Delivery | None:
+    """Record one `sms.requested` delivery. OTP skips quiet hours and opt-outs; other SMS wait
+    for the end of the user's quiet hours, and marketing needs the user's opt-in. A sealed
+    `secret` stays sealed in the delivery row: it is opened only to send."""
+    if Delivery.objects.filter(source_event_id=event_id, channel=Channel.SMS).exists():
+        return None
+    sms_kind = data["kind"]
+    user_id = data.get("user_id")
+    user = User.objects.filter(pk=user_id).first() if user_id else None
+    prefs = selectors.preferences_get(user_id=user.pk) if user is not None else None
+    if sms_kind == "marketing" and (
+            user is None or not prefs.enabled(kinds.get("marketing"), Channel.SMS)):
+        log.info("marketing SMS %s not sent: no opt-in", event_id)
+        return None
+    template = data.get("template")
+    if template and not rendering.text_exists(f"notifications/sms/{template}.txt"):
+        raise RequestInvalid(f"no SMS template {template!r}")
+    if data.get("secret"):
+        from cryptography.fernet import InvalidToken
+
+        from outbox.events.sms_events import unseal
+
+        try:
+            unseal(data["secret"])
+        except InvalidToken:
+            raise RequestInvalid("the sealed secret cannot be opened with SMS_SEAL_KEYS")
+    now = timezone.now()
+    not_after = parse_datetime(data["not_after"]) if data.get("not_after") else None
+    quiet_end = None if sms_kind == "otp" or prefs is None else prefs.quiet_until(now)
+    status, error = Delivery.Status.PENDING, ""
+    if not_after is not None and not_after <= now:
+        status, error = Delivery.Status.CANCELLED, "expired before it could be sent"
+    delivery = Delivery.objects.create(
+        channel=Channel.SMS, notification_id=_notification_ref(data.get("notification_id")),
+        source_event_id=event_id, recipient=user, address=data["phone"], status=status,
+        last_error=error, next_attempt_at=quiet_end or now,
+        deferred_reason=f"quiet hours until {_iso(quiet_end)}" if quiet_end else "",
+        payload={
+            "kind": sms_kind, "body": data.get("body"), "template": template,
+            "context": data.get("context") or {}, "secret": data.get("secret"),
+            "not_after": data.get("not_after"),
+            "language": data.get("language") or (prefs.language_code if prefs else
+                                                 settings.LANGUAGE_CODE),
+        },
+    )
+    if status == Delivery.Status.PENDING and quiet_end is None:
+        _enqueue_after_commit([delivery.pk])
+    return delivery
+
+
+# --- sending (Celery) -----------------------------------------------------------------------
+
+
+def _backoff(attempt: int, retry_after: float | None) -> float:
+    delay = min(settings.NOTIFICATIONS_RETRY_BACKOFF_MAX_SECONDS,
+                settings.NOTIFICATIONS_RETRY_BACKOFF_SECONDS * (2 ** max(0, attempt - 1)))
+    return max(delay, retry_after or 0.0)
+
+
+def _note(delivery: Delivery, outcome: str, error: str = "", **extra: Any) -> None:
+    entry = {"at": _iso(timezone.now()), "attempt": delivery.attempts, "outcome": outcome}
+    if error:
+        entry["error"] = error[:500]
+    entry.update(extra)
+    delivery.history = [*delivery.history, entry][-HISTORY_KEEP:]
+
+
+def _expired(delivery: Delivery, now: datetime) -> bool:
+    not_after = delivery.payload.get("not_after")
+    return bool(not_after) and parse_datetime(not_after) <= now
+
+
+def _provider_send(delivery: Delivery) -> str:
+    """One provider call; returns the provider's message id."""
+    key = str(delivery.pk)
+    payload = delivery.payload
+    if delivery.channel == Channel.PUSH:
+        message = PushMessage(token=delivery.address, platform=payload.get("platform", ""),
+                              title=payload["title"], body=payload["body"],
+                              data=payload.get("data", {}))
+        return get_backend("push").send(message, idempotency_key=key)
+    if delivery.channel == Channel.SMS:
+        body = payload.get("body")
+        if not body:
+            context = dict(payload.get("context") or {})
+            if payload.get("secret"):
+                from outbox.events.sms_events import unseal
+
+                context["secret"] = unseal(payload["secret"])
+            body = rendering.render_sms(payload["template"], context,
+                                        language=payload.get("language") or "en")
+        validity = None
+        if payload.get("not_after"):
+            validity = int((parse_datetime(payload["not_after"]) - timezone.now())
+                           .total_seconds())
+        return get_backend("sms").send(SmsMessage(to=delivery.address, body=body,
+                                                  validity_seconds=validity),
+                                       idempotency_key=key)
+    return _send_email(delivery)
+
+
+def _send_email(delivery: Delivery) -> str:
+    import smtplib
+
+    from django.core.mail import EmailMultiAlternatives
+
+    payload = delivery.payload
+    domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(" >") or "showoff.life"
+    # The delivery id is the Message-ID: a repeated send is the same message to every MTA
+    # and mail client that deduplicates by it.
+    message_id = f"<{delivery.pk}@{domain}>"
+    msg = EmailMultiAlternatives(
+        subject=payload["subject"], body=payload["text"],
+        from_email=settings.DEFAULT_FROM_EMAIL, to=[delivery.address],
+        headers={**payload.get("headers", {}), "Message-ID": message_id},
+    )
+    if payload.get("html"):
+        msg.attach_alternative(payload["html"], "text/html")
+    try:
+        msg.send(fail_silently=False)
+    except smtplib.SMTPRecipientsRefused as exc:
+        raise InvalidRecipient(f"recipient refused: {exc.recipients}") from None
+    except (smtplib.SMTPSenderRefused, smtplib.SMTPNotSupportedError) as exc:
+        raise Rejected(f"{exc.__class__.__name__}: {exc}") from None
+    except smtplib.SMTPResponseException as exc:
+        if 500 <= exc.smtp_code < 600:
+            raise Rejected(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from None
+        raise
+    return message_id
+
+
+def delivery_send(*, delivery_id: UUID) -> str:
+    """One attempt at sending a delivery; safe to run twice and concurrently.
+
+    The row is claimed (`sending`, attempt + 1, a lease) in a short transaction, the provider
+    is called outside any transaction, and the outcome is recorded only if the claim still
+    holds. A worker that dies mid-send leaves the lease to expire; the sweep then sends again
+    with the same idempotency key."""
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = (Delivery.objects.select_for_update(skip_locked=True)
+                    .filter(pk=delivery_id).first())
+        if delivery is None:
+            return "busy"
+        if delivery.status == Delivery.Status.SENDING and delivery.lease_until \
+                and delivery.lease_until > now:
+            return "in_flight"
+        if delivery.status not in (Delivery.Status.PENDING, Delivery.Status.SENDING):
+            return delivery.status
+        if delivery.next_attempt_at > now:
+            return "not_due"
+        if _expired(delivery, now):
+            delivery.status = Delivery.Status.CANCELLED
+            delivery.last_error = "expired before it could be sent"
+            delivery.lease_until = None
+            _note(delivery, "cancelled", delivery.last_error)
+            delivery.save()
+            return "cancelled"
+        delivery.status = Delivery.Status.SENDING
+        delivery.attempts += 1
+        delivery.lease_until = now + timedelta(seconds=settings.NOTIFICATIONS_SEND_LEASE_SECONDS)
+        delivery.save(update_fields=["status", "attempts", "lease_until", "updated_at"])
+    attempt = delivery.attempts
+    provider_id, error, kind, retry_after = "", "", "sent", None
+    try:
+        provider_id = _provider_send(delivery)
+    except InvalidRecipient as exc:
+        kind, error = "invalid_recipient", str(exc)
+    except Rejected as exc:
+        kind, error = "rejected", str(exc)
+    except ImproperlyConfigured as exc:
+        # Configuration can be fixed while the delivery waits: retried like an outage.
+        kind, error = "transient", f"not configured: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any other failure is worth another attempt
+        kind, error = "transient", f"{exc.__class__.__name__}: {exc}"
+        retry_after = getattr(exc, "retry_after", None)
+    return _delivery_record_outcome(delivery_id=delivery.pk, attempt=attempt, kind=kind,
+                                    provider_id=provider_id, error=error,
+                                    retry_after=retry_after)
+
+
+def _delivery_record_outcome(*, delivery_id: UUID, attempt: int, kind: str, provider_id: str,
+                             error: str, retry_after: float | None) -> str:
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.status != Delivery.Status.SENDING or delivery.attempts != attempt:
+            # Our lease expired and another attempt took over: its outcome counts.
+            return "superseded"
+        delivery.lease_until = None
+        if kind == "sent":
+            delivery.status = Delivery.Status.SENT
+            delivery.provider_message_id = provider_id[:255]
+            delivery.sent_at = now
+            delivery.last_error = ""
+            _note(delivery, "sent", provider_id=provider_id[:255])
+        elif kind == "transient" and attempt < settings.NOTIFICATIONS_MAX_ATTEMPTS:
+            delay = _backoff(attempt, retry_after)
+            delivery.status = Delivery.Status.PENDING
+            delivery.next_attempt_at = now + timedelta(seconds=delay)
+            delivery.last_error = error
+            _note(delivery, "retry", error, retry_in=round(delay, 3))
+            _enqueue_after_commit([delivery.pk], countdown=delay)
+        else:
+            delivery.status = Delivery.Status.FAILED
+            delivery.last_error = error
+            _note(delivery, "failed" if kind == "transient" else kind, error)
+            if kind == "invalid_recipient" and delivery.device_id is not None:
+                device_id, delivery.device_id = delivery.device_id, None
+                delivery.save()
+                # Its other deliveries keep their rows (device set to null by the FK).
+                Device.objects.filter(pk=device_id).delete()
+                log.info("push token of device %s reported invalid: device removed", device_id)
+        delivery.save()
+        result = delivery.status
+    if result == Delivery.Status.FAILED:
+        log.warning("%s delivery %s failed after %d attempt(s): %s", delivery.channel,
+                    delivery.pk, attempt, error)
+    return result
+
+
+def deliveries_dispatch_due(*, limit: int = 1000) -> int:
+    """Queue deliveries that should be sending but are not: due after quiet hours, a queue
+    message lost, a worker that died mid-send (lease expired). Run by Celery beat."""
+    now = timezone.now()
+    grace = timedelta(seconds=settings.NOTIFICATIONS_SWEEP_GRACE_SECONDS)
+    ids = list(Delivery.objects.filter(
+        Q(status=Delivery.Status.PENDING, next_attempt_at__lte=now - grace)
+        | Q(status=Delivery.Status.PENDING, deferred_reason__gt="", next_attempt_at__lte=now)
+        | Q(status=Delivery.Status.SENDING, lease_until__lt=now)
+    ).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    _enqueue(ids)
+    return len(ids)
+
+
+class ResendRefused(ValueError):
+    pass
+
+
+def delivery_resend(*, delivery_id: UUID, by=None) -> Delivery:
+    """Start a failed or cancelled delivery over (a fresh round of attempts, same id and so the
+    same idempotency key). A push whose device is gone cannot be resent."""
+    with transaction.atomic():
+        delivery = Delivery.objects.select_for_update().get(pk=delivery_id)
+        if delivery.status not in (Delivery.Status.FAILED, Delivery.Status.CANCELLED):
+            raise ResendRefused(f"delivery {delivery.pk} is {delivery.status}; only failed or "
+                                "cancelled deliveries can be resent")
+        if delivery.channel == Channel.PUSH and delivery.device_id is None:
+            raise ResendRefused(f"delivery {delivery.pk}: the device is no longer registered")
+        delivery.status = Delivery.Status.PENDING
+        delivery.attempts = 0
+        delivery.next_attempt_at = timezone.now()
+        delivery.deferred_reason = ""
+        if delivery.channel == Channel.SMS and _expired(delivery, timezone.now()):
+            delivery.payload = {**delivery.payload, "not_after": None}
+        _note(delivery, "resend", by=getattr(by, "username", None) or "system")
+        delivery.save()
+        _enqueue_after_commit([delivery.pk])
+    return delivery
+
+
+# --- the user's side: devices, preferences, reading ----------------------------------------
+
+
+def device_register(*, user, platform: str, token: str) -> tuple[Device, bool]:
+    """Register a push token for `user`; a token already known moves to `user` (one token is
+    one device). Returns (device, created)."""
+    return Device.objects.update_or_create(token=token,
+                                           defaults={"user": user, "platform": platform})
+
+
+def device_delete(*, user, device_id: int) -> None:
+    deleted, _ = Device.objects.filter(user=user, pk=device_id).delete()
+    if not deleted:
+        raise Device.DoesNotExist
+
+
+def _parse_time(value: Any, field: str) -> dtime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, dtime):
+        return value.replace(second=0, microsecond=0)
+    raise ValidationError({field: ["Give a time as HH:MM."]})
+
+
+def preferences_update(*, user, channels: list[dict[str, Any]] | None = None,
+                       quiet_hours: dict[str, Any] | None = UNSET,
+                       language: str = UNSET) -> None:
+    """Set per-kind channel choices, quiet hours ({start, end, timezone} or None) and the
+    language. Marketing can only ever be switched on here, by the user."""
+    errors: dict[str, list[str]] = {}
+    for i, item in enumerate(channels or []):
+        kind = kinds.get(item["kind"])
+        if kind is None:
+            errors.setdefault("channels", []).append(
+                f"item {i}: unknown kind {item['kind']!r}; kinds are: "
+                f"{', '.join(kinds.KINDS)}.")
+        elif item["channel"] not in kind.defaults:
+            errors.setdefault("channels", []).append(
+                f"item {i}: {kind.name} is not sent by {item['channel']}; its channels are: "
+                f"{', '.join(kind.channels)}.")
+    settings_row_changes: dict[str, Any] = {}
+    if quiet_hours is not UNSET:
+        if quiet_hours is None:
+            settings_row_changes.update(quiet_hours_start=None, quiet_hours_end=None)
+        else:
+            start = _parse_time(quiet_hours.get("start"), "quiet_hours.start")
+            end = _parse_time(quiet_hours.get("end"), "quiet_hours.end")
+            tz = quiet_hours.get("timezone") or "UTC"
+            try:
+                ZoneInfo(tz)
+            except (ZoneInfoNotFoundError, ValueError):
+                errors.setdefault("quiet_hours.timezone", []).append(
+                    f"Unknown time zone {tz!r}; use an IANA name such as Europe/Berlin.")
+            if (start is None) != (end is None) or (start is not None and start == end):
+                errors.setdefault("quiet_hours", []).append(
+                    "Give both start and end, and make them differ (or send null to turn "
+                    "quiet hours off).")
+            settings_row_changes.update(quiet_hours_start=start, quiet_hours_end=end,
+                                        timezone=tz)
+    if language is not UNSET:
+        codes = {code for code, _ in settings.LANGUAGES}
+        if language and language not in codes:
+            errors.setdefault("language", []).append(
+                f"Unknown language {language!r}; use a code such as en or es.")
+        settings_row_changes["language"] = language or ""
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        for item in channels or []:
+            Preference.objects.update_or_create(
+                user=user, kind=item["kind"], channel=item["channel"],
+                defaults={"enabled": bool(item["enabled"])})
+        if settings_row_changes:
+            NotificationSettings.objects.update_or_create(user=user,
+                                                          defaults=settings_row_changes)
+
+
+def notification_mark_read(*, user, notification_id: int) -> Notification:
+    notification = Notification.objects.inbox(user).get(pk=notification_id)
+    if notification.read_at is None:
+        now = timezone.now()
+        Notification.objects.filter(pk=notification.pk, read_at__isnull=True).update(read_at=now)
+        notification.read_at = now
+    return notification
+
+
+def notifications_mark_all_read(*, user, up_to: int | None = None) -> int:
+    """Mark every unread notification read (only those with id <= `up_to` when given: the
+    newest one the client has shown, so one arriving meanwhile stays unread)."""
+    qs = Notification.objects.inbox(user).filter(read_at__isnull=True)
+    if up_to is not None:
+        qs = qs.filter(pk__lte=up_to)
+    return qs.update(read_at=timezone.now())
+
+
+class BadUnsubscribeToken(ValueError):
+    pass
+
+
+def marketing_unsubscribe(*, token: str) -> int:
+    """Turn the channel off for the kind named in a signed unsubscribe token; returns the
+    user id. The link never expires (an old email's link must still work)."""
+    try:
+        claims = signing.loads(token, salt="notifications.unsubscribe")
+        user_id, kind, channel = int(claims["u"]), str(claims["k"]), str(claims["c"])
+    except (signing.BadSignature, KeyError, TypeError, ValueError):
+        raise BadUnsubscribeToken("This unsubscribe link is not valid.") from None
+    if kinds.get(kind) is None or not User.objects.filter(pk=user_id).exists():
+        raise BadUnsubscribeToken("This unsubscribe link is not valid.")
+    Preference.objects.update_or_create(user_id=user_id, kind=kind, channel=channel,
+                                        defaults={"enabled": False})
+    return user_id
+
+
+# --- bulk -----------------------------------------------------------------------------------
+
+
+def bulk_recipients(segment: dict[str, Any]):
+    """Active users of a segment: `{"all": true}` or any of joined_after / joined_before (ISO
+    dates), phone_verified (bool), user_ids (list)."""
+    qs = User.objects.filter(is_active=True, deleted_at__isnull=True)
+    if segment.get("joined_after"):
+        qs = qs.filter(date_joined__date__gte=segment["joined_after"])
+    if segment.get("joined_before"):
+        qs = qs.filter(date_joined__date__lt=segment["joined_before"])
+    if segment.get("phone_verified") is not None:
+        qs = qs.filter(phone_verified_at__isnull=not segment["phone_verified"])
+    if segment.get("user_ids"):
+        qs = qs.filter(pk__in=segment["user_ids"])
+    return qs
+
+
+def _validate_bulk(kind: str, channels: list[str], segment: dict[str, Any]) -> None:
+    errors: dict[str, list[str]] = {}
+    k = kinds.get(kind)
+    if k is None or k.category not in ("announcement", "marketing"):
+        errors["kind"] = ["Bulk sends are announcement or marketing."]
+    elif [c for c in channels if c not in k.defaults]:
+        errors["channels"] = [f"{kind} is sent by {', '.join(k.channels)} only."]
+    allowed = {"all", "joined_after", "joined_before", "phone_verified", "user_ids"}
+    if not segment or set(segment) - allowed:
+        errors["segment"] = ['Give {"all": true} or filters among joined_after, '
+                             "joined_before, phone_verified, user_ids."]
+    elif segment.get("all") is not True and set(segment) <= {"all"}:
+        errors["segment"] = ['{"all": true} sends to every active user.']
+    if errors:
+        raise ValidationError(errors)
+
+
+def bulk_notification_create(*, created_by, kind: str, title: str, body: str,
+                             channels: list[str] | None = None, segment: dict[str, Any],
+                             start: bool = False) -> BulkNotification:
+    """A bulk send as a draft (the admin reviews it, then starts it), or started at once."""
+    channels = list(channels or [])
+    _validate_bulk(kind, channels, segment)
+    with transaction.atomic():
+        bulk = BulkNotification.objects.create(kind=kind, title=title, body=body,
+                                               channels=channels, segment=segment,
+                                               created_by=created_by)
+        if start:
+            bulk = bulk_notification_start(bulk_id=bulk.pk)
+    return bulk
+
+
+def bulk_notification_start(*, bulk_id: int) -> BulkNotification:
+    """Queue the fan-out (Celery, after commit)."""
+    from .tasks import bulk_fan_out
+
+    with transaction.atomic():
+        bulk = BulkNotification.objects.select_for_update().get(pk=bulk_id)
+        if bulk.status != BulkNotification.Status.DRAFT:
+            raise ValidationError({"status": [f"bulk {bulk.pk} is {bulk.status}; only a draft "
+                                              "can be started."]})
+        bulk.status = BulkNotification.Status.QUEUED
+        bulk.recipients_expected = bulk_recipients(bulk.segment).count()
+        bulk.save()
+        transaction.on_commit(
+            lambda: bulk_fan_out.apply_async(args=[bulk.pk],
+                                             queue=settings.NOTIFICATIONS_CELERY_QUEUE),
+            robust=True)
+    return bulk
+
+
+def bulk_notification_fan_out(*, bulk_id: int, batch_size: int | None = None,
+                              max_batches: int | None = None) -> int:
+    """Publish one `notification.requested` per recipient, batch by batch: each batch is one
+    transaction that locks the bulk row, reads the next `batch_size` user ids after `cursor`,
+    writes their events with one `publish_bulk` INSERT and moves the cursor. Memory holds one
+    batch; a crash resumes at the cursor (no recipient twice, none skipped), and a second
+    runner waits on the row lock. Returns the number published by this call."""
+    batch_size = batch_size or settings.NOTIFICATIONS_BULK_BATCH_SIZE
+    published = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        with transaction.atomic():
+            bulk = BulkNotification.objects.select_for_update().get(pk=bulk_id)
+            if bulk.status not in (BulkNotification.Status.QUEUED,
+                                   BulkNotification.Status.RUNNING):
+                return published
+            now = timezone.now()
+            if bulk.status == BulkNotification.Status.QUEUED:
+                bulk.status = BulkNotification.Status.RUNNING
+                bulk.started_at = now
+            ids = list(bulk_recipients(bulk.segment).filter(pk__gt=bulk.cursor)
+                       .order_by("pk").values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                bulk.status = BulkNotification.Status.COMPLETED
+                bulk.finished_at = now
+                bulk.save()
+                return published
+            requested_at = _iso(now)
+            publish_bulk(
+                Event("notification.requested", {
+                    "recipient_id": user_id, "kind": bulk.kind, "actor_id": None,
+                    "context": {}, "title": bulk.title, "body": bulk.body,
+                    "channels": bulk.channels or None, "source_event_id": None,
+                    "bulk_id": bulk.pk, "requested_at": requested_at,
+                }, event_id=uuid.uuid5(_NAMESPACE, f"bulk:{bulk.pk}:{user_id}"))
+                for user_id in ids
+            )
+            bulk.cursor = ids[-1]
+            bulk.recipients_published += len(ids)
+            bulk.batches += 1
+            bulk.save()
+        published += len(ids)
+        batches += 1
+        del ids
+        reset_queries()  # with DEBUG on, Django would keep every INSERT's SQL
+    return published
+
+
+def bulk_notifications_resume_stalled() -> int:
+    """Queue again the fan-out of bulks queued or running without progress for
+    NOTIFICATIONS_BULK_STALE_SECONDS (the worker died or the message was lost)."""
+    from .tasks import bulk_fan_out
+
+    stale = timezone.now() - timedelta(seconds=settings.NOTIFICATIONS_BULK_STALE_SECONDS)
+    ids = list(BulkNotification.objects.filter(
+        status__in=[BulkNotification.Status.QUEUED, BulkNotification.Status.RUNNING],
+        updated_at__lt=stale).values_list("pk", flat=True))
+    for bulk_id in ids:
+        bulk_fan_out.apply_async(args=[bulk_id], queue=settings.NOTIFICATIONS_CELERY_QUEUE)
+    return len(ids)
