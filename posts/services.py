@@ -52,14 +52,20 @@ def _lock_visible_post(post_id: int) -> Post:
     return post
 
 
-def _check_video(video_id: int | None) -> None:
-    if video_id is not None and video_id < 1:
+def _check_video(video_id: int | None, owner) -> None:
+    """A post may carry only its author's own video, once it is ready (media decides)."""
+    if video_id is None:
+        return
+    if video_id < 1:
         raise ValidationError({"video_id": ["A video id is a positive integer."]})
+    from media.selectors import video_attachable
+
+    video_attachable(user=owner, video_id=video_id)
 
 
 def post_create(*, author, text: str, video_id: int | None = None) -> Post:
     text = text.strip()
-    _check_video(video_id)
+    _check_video(video_id, author)
     if not text and video_id is None:
         raise ValidationError({"text": ["A post needs text, a video, or both."]})
     with transaction.atomic():
@@ -80,7 +86,7 @@ def post_update(*, post: Post, actor, text: str = UNSET, video_id: int | None = 
     if text is not UNSET and text.strip() != post.text:
         changed["text"] = text.strip()
     if video_id is not UNSET and video_id != post.video_id:
-        _check_video(video_id)
+        _check_video(video_id, post.author)
         changed["video_id"] = video_id
     if not changed:
         return {}

@@ -11,22 +11,47 @@ from posts.models import Post
 pytestmark = pytest.mark.django_db
 
 
+def ready_video(owner, status="ready"):
+    from media.models import Video
+
+    return Video.objects.create(
+        owner=owner, status=status, source_name="sources/x.mp4", size_bytes=1000,
+        container="mov,mp4", duration_seconds=2.0, width=320, height=240, video_codec="h264",
+        failure_reason="bad file" if status == "failed" else "")
+
+
 def test_create_post_returns_it_and_emits_post_created(as_alice, alice):
+    video = ready_video(alice)
     # when
-    resp = as_alice.post("/api/posts/", {"text": "  first!  ", "video_id": 42})
+    resp = as_alice.post("/api/posts/", {"text": "  first!  ", "video_id": video.pk})
     # then
     assert resp.status_code == 201, resp.json()
     body = resp.json()
     post = Post.objects.get()
     assert body["id"] == post.pk
     assert (body["text"], body["video_id"], body["like_count"], body["liked_by_me"]) == (
-        "first!", 42, 0, False)
+        "first!", video.pk, 0, False)
     assert body["author"]["username"] == "alice" and "email" not in body["author"]
     [event] = events("post.created")
     assert (event.topic, event.key) == ("post-events", str(post.pk))
     assert {k: v for k, v in event.payload.items() if k != "occurred_at"} == {
         "post_id": post.pk, "author_id": alice.pk, "actor_id": alice.pk, "text": "first!",
-        "video_id": 42}
+        "video_id": video.pk}
+
+
+@pytest.mark.parametrize(("owner", "status", "message"), [
+    ("alice", "processing", "still being processed"),
+    ("alice", "failed", "could not be processed"),
+    ("bob", "ready", "only attach your own videos"),
+])
+def test_only_the_authors_ready_video_can_be_attached(as_alice, alice, bob, owner, status,
+                                                      message):
+    video = ready_video({"alice": alice, "bob": bob}[owner], status)
+    resp = as_alice.post("/api/posts/", {"text": "x", "video_id": video.pk})
+    assert resp.status_code == 400
+    assert message in str(resp.json())
+    assert Post.objects.count() == 0
+    assert as_alice.post("/api/posts/", {"text": "x", "video_id": 99999}).status_code == 400
 
 
 @pytest.mark.parametrize(("payload", "field"), [
@@ -87,9 +112,10 @@ def test_single_post_shows_counts_and_whether_i_liked_it(as_bob, anon, alice, bo
 
 
 def test_author_edits_own_post_and_the_event_has_only_the_changes(as_alice, alice):
-    post = services.post_create(author=alice, text="old", video_id=7)
+    video = ready_video(alice)
+    post = services.post_create(author=alice, text="old", video_id=video.pk)
     # when
-    resp = as_alice.patch(f"/api/posts/{post.pk}/", {"text": "new", "video_id": 7})
+    resp = as_alice.patch(f"/api/posts/{post.pk}/", {"text": "new", "video_id": video.pk})
     # then
     assert resp.status_code == 200
     assert resp.json()["text"] == "new"
