@@ -342,6 +342,7 @@ class WithdrawalOutput(serializers.ModelSerializer):
 
 class WithdrawalListCreateApi(CoinsApi):
     @extend_schema(responses={200: _page_of("WithdrawalPage", WithdrawalOutput(many=True))},
+                   operation_id="coins_withdrawals_list",
                    summary="Your withdrawals",
                    parameters=[OpenApiParameter("cursor", OpenApiTypes.STR)])
     def get(self, request: Request) -> Response:
