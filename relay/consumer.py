@@ -209,7 +209,12 @@ class ConsumerWorker:
         waiting = [r.due for r in self._retries.values() if r.paused]
         if waiting:
             timeout = max(0.0, min(timeout, min(waiting) - now))
-        msgs = self.consumer.consume(self.batch_size, timeout)
+        # consume(n, timeout) waits for n records or the timeout, which would hold a lone
+        # record back for the whole timeout: wait for one, then take what is already fetched.
+        first = self.consumer.poll(timeout)
+        msgs = [] if first is None else [first]
+        if first is not None and self.batch_size > 1:
+            msgs += self.consumer.consume(self.batch_size - 1, 0)
         did_work = False
         cut = False
         for msg in msgs:

@@ -210,8 +210,6 @@ def test_describing_an_unknown_group_says_so():
 @pytest.mark.parametrize(("args", "code", "message"), [
     (["topics", "--describe", "--topic", "no-such-topic"], 1,
      "CommandError: unknown topic 'no-such-topic'"),
-    (["topics", "--list", "--describe"], 2,
-     "manage.py kafka topics: error: argument --describe: not allowed with argument --list"),
     (["topics", "--alter", "--topic", "x", "--partitions", "zero"], 2,
      "manage.py kafka topics: error: argument --partitions: 'zero' is not a whole number"),
 ])
