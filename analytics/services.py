@@ -231,8 +231,11 @@ def event_aggregate(*, event_type: str, data: dict[str, Any], event_id: uuid.UUI
                         "ON CONFLICT DO NOTHING RETURNING id", [hour, fx.active_user])
             if cur.fetchone() is not None:
                 rows[(hour, "active_users", "")] = 1
-            cur.execute("INSERT INTO analytics_activeuserday (day, user_id) VALUES (%s, %s) "
-                        "ON CONFLICT DO NOTHING", [utc_day(fx.time), fx.active_user])
+                # Only for a new hour row: an existing one was written together with its day
+                # row, and day rows outlive hour rows (see analytics_prune).
+                cur.execute("INSERT INTO analytics_activeuserday (day, user_id) "
+                            "VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                            [utc_day(fx.time), fx.active_user])
         elif fx.active_user:
             # Its hour's membership rows may be pruned already: counting the user again could
             # count them twice. Counted as late instead, in the hour it was processed.
