@@ -86,6 +86,12 @@ def probes(n: int, *, keys: int = 6, start: int = 0, prefix: str = "k", **extra)
             for i in range(start, start + n)]
 
 
+def group_of(name: str) -> str:
+    from django.conf import settings
+
+    return f"{settings.KAFKA_CONSUMER_GROUP}.{name}"
+
+
 def fast_retry(max_attempts: int = 3) -> RetryPolicy:
     return RetryPolicy(max_attempts=max_attempts, backoff=0.05, backoff_max=0.2)
 

@@ -24,7 +24,16 @@ from relay.kafka import topic_name
 from relay.models import InboxEntry
 
 from . import consumer_support as cs
-from .consumer_support import BROKEN_KEYS, FOLLOW_UP, TOPIC, effects, fast_retry, probes, run_until
+from .consumer_support import (
+    BROKEN_KEYS,
+    FOLLOW_UP,
+    TOPIC,
+    effects,
+    fast_retry,
+    group_of,
+    probes,
+    run_until,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,15 +41,12 @@ effects_table, probe_consumer, topics, workers = (
     cs.effects_table, cs.probe_consumer, cs.topics, cs.workers)
 
 
-GROUP = "showoff-life-consumer-group.{}"
-
-
 def _dead_letters() -> list[dlq.DeadLetter]:
     return dlq.read_dead_letters(TOPIC)
 
 
 def _group_partitions(name: str):
-    return groups_describe(GROUP.format(name)).partitions
+    return groups_describe(group_of(name)).partitions
 
 
 def _call(*args) -> str:
@@ -118,7 +124,7 @@ def test_poison_records_go_to_the_dlq_and_the_good_ones_around_them_are_applied(
     assert [d.h(dlq.H_TOPIC) for d in letters] == [TOPIC] * 3
     assert [int(d.h(dlq.H_OFFSET)) for d in letters] == sorted(
         int(d.h(dlq.H_OFFSET)) for d in letters)
-    assert {d.h(dlq.H_GROUP) for d in letters} == {f"showoff-life-consumer-group.{name}"}
+    assert {d.h(dlq.H_GROUP) for d in letters} == {group_of(name)}
     assert all(d.h(dlq.H_TIME).endswith("Z") for d in letters)
     reasons = metrics.snapshot()["showoff_consumer_dead_lettered_total"]
     assert reasons[f"consumer={name},topic={TOPIC},reason=undecodable"] == 1
@@ -296,6 +302,22 @@ def test_consume_with_max_records_handles_that_many_and_exits(topics, probe_cons
     assert len(effects(name)) == 4
     committed = sum(p.committed or 0 for p in _group_partitions(name))
     assert committed >= 4
+
+
+def test_consume_runs_every_consumer_of_the_topic_each_in_its_own_group(
+        topics, probe_consumer, settings):
+    # given: two consumer names with handlers for the topic (besides any app's own)
+    settings.KAFKA_CONSUMER_GROUP = f"test-{uuid.uuid4().hex[:8]}"
+    first, second = probe_consumer(), probe_consumer()
+    ids = kt.produce_events(probes(5, keys=1))
+    # when: one command, no --consumer
+    call_command("consume", TOPIC, "--max-records", "5", "--poll-timeout", "0.2")
+    # then: each applied every event once, with its own inbox rows and its own group
+    assert effects(first) == effects(second) == [(str(i), n) for n, i in enumerate(ids)]
+    for name in (first, second):
+        assert InboxEntry.objects.filter(consumer=name).count() == 5
+        group = groups_describe(f"{settings.KAFKA_CONSUMER_GROUP}.{name}")
+        assert sum(p.committed or 0 for p in group.partitions) >= 5
 
 
 def test_metrics_render_as_prometheus_text(topics, probe_consumer, workers):

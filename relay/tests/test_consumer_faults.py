@@ -20,7 +20,7 @@ from relay.cli import groups_describe
 from relay.models import InboxEntry
 
 from . import consumer_support as cs
-from .consumer_support import TOPIC, effects, probes
+from .consumer_support import TOPIC, effects, group_of, probes
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -105,7 +105,7 @@ def test_sigterm_finishes_the_record_commits_and_leaves_the_group(topics, effect
     assert "Traceback" not in p.output()
     applied = len(effects(name))
     assert applied < 2000
-    group = groups_describe(f"showoff-life-consumer-group.{name}")
+    group = groups_describe(group_of(name))
     assert sum(part.committed or 0 for part in group.partitions) == applied
     assert group.members == 0
     assert InboxEntry.objects.filter(consumer=name).count() == applied

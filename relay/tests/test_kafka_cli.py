@@ -19,7 +19,7 @@ from relay import testing as kt
 from relay.kafka import make_admin, topic_name
 
 from . import consumer_support as cs
-from .consumer_support import TOPIC, effects, probes, run_until
+from .consumer_support import TOPIC, effects, group_of, probes, run_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,7 +124,7 @@ def test_groups_describe_shows_the_lag_left_unconsumed_and_reset_rereads_as_no_o
     # given: 30 records consumed, then 18 more arrive (non-transactional: offsets count
     # records one to one)
     name = probe_consumer()
-    group = f"showoff-life-consumer-group.{name}"
+    group = group_of(name)
     kt.produce_events(probes(30, keys=9), transactional=False)
     call_command("consume", TOPIC, "--consumer", name, "--max-records", "30",
                  "--poll-timeout", "0.2")
@@ -178,7 +178,7 @@ def test_groups_describe_shows_the_lag_left_unconsumed_and_reset_rereads_as_no_o
 def test_reset_to_latest_and_to_datetime(topics, probe_consumer):
     # given: a group that consumed nothing yet (no offsets) and 6 records
     name = probe_consumer()
-    group = f"showoff-life-consumer-group.{name}"
+    group = group_of(name)
     kt.produce_events(probes(6, keys=3), transactional=False)
     ends = Counter(r.partition for r in kt.read_all([topic_name(TOPIC)]))
     # when / then: --to-latest moves to the end of each partition
