@@ -119,13 +119,20 @@ def register(*event_types: EventType) -> None:
         _REGISTRY[et.type] = et
 
 
+_loaded = False
+
+
 def _load() -> None:
-    if _REGISTRY:
+    # A flag, not "is the registry empty": importing one events module directly must not hide
+    # the others.
+    global _loaded
+    if _loaded:
         return
     from . import events
 
     for mod in pkgutil.iter_modules(events.__path__):
         importlib.import_module(f"{events.__name__}.{mod.name}")
+    _loaded = True
 
 
 def get(event_type: str) -> EventType:

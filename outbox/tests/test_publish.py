@@ -128,3 +128,16 @@ def test_commit_notifies_the_relay_and_rollback_does_not():
             publish_bulk([Event("pipeline.probe", PROBE) for _ in range(3)])
         got = list(listener.notifies(timeout=2, stop_after=1))
         assert [n.channel for n in got] == ["showoff_outbox"]
+
+
+def test_importing_one_events_module_first_does_not_hide_the_others():
+    import subprocess
+    import sys
+
+    # Before Django's app registry loads anything (as a module-level import would).
+    code = ("import os; os.environ['DJANGO_SETTINGS_MODULE']='showoff.settings.test';"
+            "import outbox.events.pipeline; from outbox import catalogue;"
+            "print(catalogue.get('user.registered').topic)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.strip() == "user-events", out.stderr
