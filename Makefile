@@ -7,7 +7,7 @@ PIP := $(VENV)/bin/pip
 SERVICES := $(PY) scripts/services
 PYTEST_ARGS ?=
 
-.PHONY: run test venv services services-down status migrate topics lint bench clean
+.PHONY: run test test-deps venv services services-down status migrate topics lint bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { echo "error: could not create a virtualenv; on Debian run: apt-get install -y python3-venv" >&2; exit 1; }
@@ -37,8 +37,11 @@ run: topics
 	$(PY) manage.py collectstatic --noinput -v0
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile
 
+test-deps:
+	scripts/install-test-deps
+
 ## test: the whole test suite on the real PostgreSQL, Kafka and Redis.
-test: services
+test: services test-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
