@@ -40,3 +40,27 @@ def outbox_prune(*, older_than: timedelta | None = None, shards: int | None = No
                 break
     log.info("outbox prune: deleted %d delivered rows older than %s", deleted, older_than)
     return deleted
+
+
+def inbox_prune(*, older_than: timedelta | None = None, chunk: int = 10_000) -> int:
+    """Delete inbox rows older than INBOX_RETENTION_HOURS, in chunks.
+
+    The inbox must remember an event for as long as Kafka can deliver it again: keep this above
+    the topics' retention (a `--to-earliest` offset reset re-reads that far back)."""
+    older_than = older_than if older_than is not None else timedelta(
+        hours=settings.INBOX_RETENTION_HOURS)
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    while True:
+        with connection.cursor() as cur:
+            cur.execute(
+                "DELETE FROM relay_inbox WHERE id IN (SELECT id FROM relay_inbox "
+                "WHERE processed_at < %s ORDER BY processed_at LIMIT %s)",
+                [cutoff, chunk],
+            )
+            n = cur.rowcount
+        deleted += n
+        if n < chunk:
+            break
+    log.info("inbox prune: deleted %d rows older than %s", deleted, older_than)
+    return deleted

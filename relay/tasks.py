@@ -10,3 +10,10 @@ from .retention import outbox_prune
 @shared_task(name="relay.prune_outbox", ignore_result=True)
 def prune_outbox() -> int:
     return outbox_prune()
+
+
+@shared_task(name="relay.prune_inbox", ignore_result=True)
+def prune_inbox() -> int:
+    from .retention import inbox_prune
+
+    return inbox_prune()

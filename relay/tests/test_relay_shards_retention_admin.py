@@ -90,3 +90,21 @@ def test_admin_pages_refuse_anonymous_users(client):
     response = client.get("/admin/relay/relayposition/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_inbox_prune_keeps_recent_rows():
+    import uuid
+
+    from django.utils import timezone
+
+    from relay.models import InboxEntry
+    from relay.retention import inbox_prune
+
+    old = InboxEntry.objects.create(consumer="c", event_id=uuid.uuid4(), event_type="t",
+                                    topic="x", partition=0, offset=1)
+    recent = InboxEntry.objects.create(consumer="c", event_id=uuid.uuid4(), event_type="t",
+                                       topic="x", partition=0, offset=2)
+    InboxEntry.objects.filter(pk=old.pk).update(processed_at=timezone.now() - timedelta(days=20))
+
+    assert inbox_prune() == 1
+    assert list(InboxEntry.objects.values_list("pk", flat=True)) == [recent.pk]

@@ -257,6 +257,13 @@ RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 RELAY_STANDBY_POLL_INTERVAL = env.float("RELAY_STANDBY_POLL_INTERVAL", default=1.0)
 # Shard layout that `manage.py outbox prune` uses (match the relays you run).
 RELAY_SHARDS = env.int("RELAY_SHARDS", default=1)
+# Consumers' inbox rows are kept this long: above the topics' retention (7 days), since an
+# offset reset can re-read that far back and only the inbox makes the re-read harmless.
+INBOX_RETENTION_HOURS = env.int("INBOX_RETENTION_HOURS", default=14 * 24)
+CELERY_BEAT_SCHEDULE["relay.prune_inbox"] = {
+    "task": "relay.prune_inbox",
+    "schedule": env.float("INBOX_PRUNE_INTERVAL_SECONDS", default=3600.0),
+}
 CELERY_BEAT_SCHEDULE["relay.prune_outbox"] = {
     "task": "relay.prune_outbox",
     "schedule": env.float("OUTBOX_PRUNE_INTERVAL_SECONDS", default=3600.0),
