@@ -196,13 +196,14 @@ class ConsumerWorker:
             self.dlq.close()
             self.dlq = None
         self._log_summary(force=True)
-        connection.close()
+        if not connection.in_atomic_block:
+            connection.close()
 
     # --- the loop -------------------------------------------------------------------------
 
     def step(self) -> bool:
         """Poll one batch and handle it; returns whether any record was handled."""
-        close_old_connections()  # CONN_MAX_AGE and broken connections, as a request would
+        _refresh_connection()
         now = time.monotonic()
         self._resume_due(now)
         timeout = self.poll_timeout
@@ -370,7 +371,7 @@ class ConsumerWorker:
 
     def _database_usable(self) -> bool:
         try:
-            close_old_connections()
+            _refresh_connection()
             with connection.cursor() as cur:
                 cur.execute("SELECT 1")
             return True
@@ -528,6 +529,13 @@ class ConsumerWorker:
         log.info("consumer %s: processed %d, duplicates %d, skipped %d, retries %d, "
                  "dead-lettered %d, lag %d", self.name, s["processed"], s["duplicates"],
                  s["skipped"], s["retries"], s["dead_lettered"], s["lag"])
+
+
+def _refresh_connection() -> None:
+    """Drop a broken or CONN_MAX_AGE-expired connection, as Django does around a request.
+    Not inside an outer atomic block (a test's): closing there would poison it."""
+    if not connection.in_atomic_block:
+        close_old_connections()
 
 
 def _describe(partitions: list[TopicPartition]) -> str:

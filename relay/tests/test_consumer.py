@@ -14,10 +14,11 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 
 from outbox.models import OutboxEvent
 from outbox.services import Event
-from relay import dlq, metrics
+from relay import dlq, metrics, registry
 from relay import testing as kt
 from relay.cli import groups_describe
 from relay.kafka import topic_name
@@ -169,6 +170,67 @@ def test_a_transient_failure_that_recovers_is_applied_once_in_order(
     # then
     assert [seq for _, seq in effects(name)] == [0, 1, 2]
     assert _dead_letters() == []
+
+
+def test_a_connection_dropped_mid_record_is_rolled_back_and_the_retry_applies_it_once(
+        topics, probe_consumer, workers):
+    # given: a handler whose first attempt loses its database connection mid-transaction
+    name = probe_consumer()
+    killed = []
+
+    def drop_connection_once(event):
+        if not killed:
+            killed.append(event.id)
+            with connection.cursor() as cur:
+                cur.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    registry.register(name, "pipeline.probe", drop_connection_once)
+    try:
+        [event] = probes(1)
+        kt.produce_events([event])
+        worker = workers(name)
+        # when
+        run_until(worker, lambda: worker.handled >= 1)
+    finally:
+        registry.unregister(name, "pipeline.probe", drop_connection_once)
+    # then: the first attempt's effect row was rolled back with the connection
+    assert killed == [event.event_id]
+    assert effects(name) == [(str(event.event_id), 0)]
+    assert metrics.consumer_retries.value(consumer=name, topic=TOPIC) == 1
+    assert _dead_letters() == []
+
+
+def test_a_database_outage_waits_without_counting_attempts_or_dead_lettering(
+        topics, probe_consumer, workers):
+    # given: a record, and a database the worker cannot reach (its address points nowhere)
+    name = probe_consumer()
+    [event] = probes(1)
+    kt.produce_events([event])
+    worker = workers(name, retry=fast_retry(max_attempts=2))
+    port = connection.settings_dict["PORT"]
+    connection.close()
+    connection.settings_dict["PORT"] = "1"
+    try:
+        # when: far more polls than the attempts that would dead-letter a failing record
+        for _ in range(30):
+            worker.step()
+        state = worker._retries.get((topic_name(TOPIC), effects_partition(event)))
+    finally:
+        connection.settings_dict["PORT"] = port
+        connection.close()
+    # then: it waited (no attempt counted, nothing dead-lettered), and applies once it is back
+    assert state is not None and state.attempts == 0 and state.outages >= 2
+    assert worker.handled == 0
+    run_until(worker, lambda: worker.handled >= 1)
+    assert effects(name) == [(str(event.event_id), 0)]
+    assert _dead_letters() == []
+    assert metrics.consumer_retries.value(consumer=name, topic=TOPIC) == 0
+
+
+def effects_partition(event) -> int:
+    [record] = [r for r in kt.read_all([topic_name(TOPIC)])
+                if r.header("ce_id") == str(event.event_id)]
+    return record.partition
 
 
 def test_replay_after_fixing_the_handler_applies_the_event_once(
