@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings as django_settings
@@ -74,6 +76,58 @@ def preferences_get(*, user_id: int) -> Preferences:
         prefs.quiet_start, prefs.quiet_end = row.quiet_hours_start, row.quiet_hours_end
         prefs.timezone, prefs.language = row.timezone, row.language
     return prefs
+
+
+@dataclass
+class RoutingFacts:
+    """What routing one request needs, read in one round trip (`routing_facts`)."""
+
+    recipient: Any  # an unsaved-looking User with the fields routing reads
+    prefs: Preferences
+    actor_name: str | None
+
+
+# One query instead of four ORM queries (recipient, settings, overrides, actor): routing is
+# the hot path of `consume notification-events` (a bulk send is 100,000 of them).
+_ROUTING_SQL = """
+    SELECT u.id, u.username, u.display_name, u.email, u.phone, u.phone_verified_at,
+           u.is_active, u.deleted_at,
+           s.quiet_hours_start, s.quiet_hours_end, s.timezone, s.language,
+           (SELECT coalesce(json_agg(json_build_array(p.kind, p.channel, p.enabled)), '[]')
+              FROM {prefs} p WHERE p.user_id = u.id),
+           a.username, a.display_name
+      FROM {users} u
+      LEFT JOIN {settings} s ON s.user_id = u.id
+      LEFT JOIN {users} a ON a.id = %s
+     WHERE u.id = %s
+"""
+
+
+def routing_facts(*, recipient_id: int, actor_id: int | None) -> RoutingFacts | None:
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+
+    user_model = get_user_model()
+    sql = _ROUTING_SQL.format(users=user_model._meta.db_table,
+                              settings=NotificationSettings._meta.db_table,
+                              prefs=Preference._meta.db_table)
+    with connection.cursor() as cur:
+        cur.execute(sql, [actor_id, recipient_id])
+        row = cur.fetchone()
+    if row is None:
+        return None
+    (uid, username, display_name, email, phone, phone_verified_at, is_active, deleted_at,
+     q_start, q_end, tz, language, overrides, actor_username, actor_display) = row
+    if isinstance(overrides, str):
+        overrides = json.loads(overrides)
+    recipient = user_model(id=uid, username=username, display_name=display_name, email=email,
+                           phone=phone, phone_verified_at=phone_verified_at,
+                           is_active=is_active, deleted_at=deleted_at)
+    prefs = Preferences(overrides={(k, c): e for k, c, e in overrides},
+                        quiet_start=q_start, quiet_end=q_end, timezone=tz or "UTC",
+                        language=language or "")
+    actor_name = (actor_display or actor_username) if actor_username is not None else None
+    return RoutingFacts(recipient, prefs, actor_name)
 
 
 def preferences_table(*, user) -> list[dict]:

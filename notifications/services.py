@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import reset_queries, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -128,17 +130,14 @@ def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notificatio
     kind = kinds.get(data["kind"])
     if kind is None:
         raise RequestInvalid(f"unknown notification kind {data['kind']!r}")
-    recipient = (User.objects.filter(pk=data["recipient_id"])
-                 .only("id", "username", "display_name", "email", "phone",
-                       "phone_verified_at", "is_active", "deleted_at").first())
-    if recipient is None:
+    actor_id = data.get("actor_id")
+    facts = selectors.routing_facts(recipient_id=data["recipient_id"], actor_id=actor_id)
+    if facts is None:
         raise RecipientMissing(f"no user {data['recipient_id']}")
+    recipient, prefs = facts.recipient, facts.prefs
     if not recipient.is_active or recipient.deleted_at is not None:
         log.info("notification %s not sent: user %s is inactive", request_id, recipient.pk)
         return None
-    if Notification.objects.filter(request_id=request_id).exists():
-        return None
-    prefs = selectors.preferences_get(user_id=recipient.pk)
     wanted = data.get("channels") or kind.channels
     channels = [c for c in prefs.channels(kind) if c in wanted]
     if not channels:
@@ -146,26 +145,24 @@ def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notificatio
     language = prefs.language_code
     context = dict(data.get("context") or {})
     context["recipient_name"] = recipient_name(recipient)
-    actor_id = data.get("actor_id")
-    actor = (User.objects.filter(pk=actor_id).only("username", "display_name").first()
-             if actor_id else None)
-    with translation.override(prefs.language_code):
-        context["actor_name"] = recipient_name(actor) if actor else gettext("Someone")
     if data.get("title"):
         title, body = data["title"], data.get("body") or ""
     else:
+        with translation.override(language):
+            context["actor_name"] = facts.actor_name or gettext("Someone")
         context.setdefault("title", "")
         context.setdefault("body", "")
         try:
             title, body = rendering.render_kind(kind.name, context, language=language)
         except rendering.TemplateMissing as exc:
             raise RequestInvalid(str(exc)) from None
-    notification = Notification.objects.create(
+    notification = _notification_insert(
         request_id=request_id, recipient=recipient, kind=kind.name,
         actor_id=actor_id if actor_id and actor_id != recipient.pk else None,
         title=title, body=body, data=data.get("context") or {},
-        in_app=Channel.IN_APP in channels, bulk_id=data.get("bulk_id"),
-    )
+        in_app=Channel.IN_APP in channels, bulk_id=data.get("bulk_id"))
+    if notification is None:
+        return None  # routed before (a replay past the inbox)
     now = timezone.now()
     if Channel.PUSH in channels:
         _route_push(notification, recipient, prefs, now)
@@ -196,6 +193,35 @@ def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notificatio
             "requested_at": _iso(now),
         }, event_id=uuid.uuid5(_NAMESPACE, f"{request_id}:sms"))
     return notification
+
+
+_NOTIFICATION_INSERT = """
+    INSERT INTO {table} (request_id, recipient_id, kind, actor_id, title, body, data, in_app,
+                         bulk_id, created_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)
+    ON CONFLICT (request_id) DO NOTHING
+    RETURNING id
+"""
+
+
+def _notification_insert(*, request_id: UUID, recipient, kind: str, actor_id: int | None,
+                         title: str, body: str, data: dict, in_app: bool,
+                         bulk_id: int | None) -> Notification | None:
+    """Insert the notification unless its request was routed before (one statement: routing
+    is the consumer's hot path). Returns it, or None for a repeat."""
+    from django.db import connection
+
+    now = timezone.now()
+    with connection.cursor() as cur:
+        cur.execute(_NOTIFICATION_INSERT.format(table=Notification._meta.db_table), [
+            request_id, recipient.pk, kind, actor_id, title, body,
+            json.dumps(data, cls=DjangoJSONEncoder), in_app, bulk_id, now])
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return Notification(pk=row[0], request_id=request_id, recipient=recipient, kind=kind,
+                        actor_id=actor_id, title=title, body=body, data=data, in_app=in_app,
+                        bulk_id=bulk_id, created_at=now)
 
 
 def _route_push(notification: Notification, recipient, prefs: selectors.Preferences,
