@@ -452,6 +452,12 @@ class ConsumerWorker:
                             self.name, why, err.str())
 
     def _on_assign(self, consumer, partitions: list[TopicPartition]) -> None:
+        # librdkafka keeps a partition's pause flag across revoke and re-assign: one paused
+        # for a retry when it was revoked would come back paused, with no retry left to
+        # resume it, and never deliver again. Assign (eager protocol, the default assignors)
+        # and resume explicitly.
+        consumer.assign(partitions)
+        consumer.resume(partitions)
         for tp in partitions:
             key = (tp.topic, tp.partition)
             self._assigned.add(key)

@@ -8,6 +8,7 @@ as the relay encodes them, and `ConsumerWorker.step()` is driven directly.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from io import StringIO
 
@@ -21,7 +22,8 @@ from outbox.services import Event
 from relay import dlq, metrics, registry
 from relay import testing as kt
 from relay.cli import groups_describe
-from relay.kafka import topic_name
+from relay.consumer import RetryPolicy
+from relay.kafka import make_consumer, topic_name
 from relay.models import InboxEntry
 
 from . import consumer_support as cs
@@ -170,6 +172,35 @@ def test_a_transient_failure_that_recovers_is_applied_once_in_order(
     # then
     assert [seq for _, seq in effects(name)] == [0, 1, 2]
     assert _dead_letters() == []
+
+
+def test_a_partition_paused_for_a_retry_flows_again_after_a_rebalance(
+        topics, probe_consumer, workers):
+    # given: a record failing on one partition (paused, backing off) in consumer a
+    name = probe_consumer()
+    BROKEN_KEYS.add(f"{name}/m0")
+    kt.produce_events(probes(1, keys=1, prefix="m", fail="transient")
+                      + probes(2, keys=1, prefix="m", start=1))
+    a = workers(name, retry=RetryPolicy(max_attempts=10_000, backoff=60, backoff_max=60))
+    run_until(a, lambda: metrics.consumer_retries.value(consumer=name, topic=TOPIC) >= 1)
+    # when: another member joins the group (for another topic, so every partition of the
+    # probe topic is revoked from a and given straight back to it), then leaves
+    other = make_consumer("test-other", group_of(name))
+    other.subscribe([topic_name(f"{TOPIC}.dlq")])
+    deadline = time.monotonic() + 30
+    while not other.assignment() and time.monotonic() < deadline:
+        a.step()
+        other.poll(0.1)
+    assert other.assignment(), "the other member never got its partitions"
+    other.close()
+    for _ in range(5):
+        a.step()
+    assert len(a._assigned) == 3
+    BROKEN_KEYS.clear()  # the downstream recovers
+    # then: the partition that was paused (its retry a minute away) when revoked delivers
+    # again at once: the new assignment starts from the committed offset, unpaused
+    run_until(a, lambda: len(effects(name)) == 3, timeout=20)
+    assert [seq for _, seq in effects(name)] == [0, 1, 2]
 
 
 def test_a_connection_dropped_mid_record_is_rolled_back_and_the_retry_applies_it_once(
