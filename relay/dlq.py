@@ -170,6 +170,13 @@ class DeadLetter:
         cls = self.h(H_ERROR_CLASS).rsplit(".", 1)[-1]
         return f"{cls}: {self.h(H_ERROR_MESSAGE)}" if cls else self.h(H_ERROR_MESSAGE)
 
+    def age_hours(self) -> float | None:
+        try:
+            when = datetime.fromisoformat(self.h(H_TIME).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (datetime.now(UTC) - when).total_seconds() / 3600
+
     @property
     def replay_id(self) -> uuid.UUID:
         return uuid.uuid5(_REPLAY_NAMESPACE,
@@ -288,6 +295,14 @@ def replay(letter: DeadLetter) -> ReplayResult:
                                  event_id=letter.original_event_id).exists():
         return ReplayResult(letter, "already applied",
                             f"{letter.consumer} has applied event {letter.original_event_id}")
+    age = letter.age_hours()
+    if age is not None and age > settings.INBOX_RETENTION_HOURS:
+        # Inbox rows older than the retention are pruned: had the event been applied after
+        # all, nothing would show it any more, and a replay could apply it twice.
+        return ReplayResult(letter, "cannot replay",
+                            f"dead-lettered {age:.0f} h ago, beyond INBOX_RETENTION_HOURS="
+                            f"{settings.INBOX_RETENTION_HOURS}: the inbox can no longer tell "
+                            "whether it was applied; apply it by hand or raise the retention")
     try:
         data: Any = json.loads(letter.value) if letter.value is not None else None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -119,6 +119,24 @@ def test_replay_reports_what_cannot_be_replayed_and_exits_non_zero(
     assert OutboxEvent.objects.get().headers[dlq.H_REPLAY_FOR] == name
 
 
+def test_a_dead_letter_older_than_the_inbox_retention_is_not_replayed(topics, settings):
+    # given: a well-formed dead letter written 15 days ago, inbox rows kept 14 days
+    settings.INBOX_RETENTION_HOURS = 14 * 24
+    event_id = str(uuid.uuid4())
+    headers = [("ce_specversion", b"1.0"), ("ce_id", event_id.encode()),
+               ("ce_type", b"pipeline.probe"), (dlq.H_CONSUMER, b"someone"),
+               (dlq.H_TIME, b"2020-01-01T00:00:00Z"), (dlq.H_ATTEMPTS, b"5")]
+    kt.produce_raw(topic_name(f"{TOPIC}.dlq"),
+                   [(b"k0", b'{"probe_id": "p", "key": "k0", "seq": 1}', headers)])
+    # when
+    out = StringIO()
+    with pytest.raises(CommandError, match=r"1 of 1 dead letter\(s\) could not be replayed"):
+        call_command("dlq", "replay", TOPIC, "--all", stdout=out)
+    # then
+    assert "beyond INBOX_RETENTION_HOURS=336" in out.getvalue()
+    assert OutboxEvent.objects.count() == 0
+
+
 def test_replaying_an_unknown_event_id_names_it(topics):
     missing = str(uuid.uuid4())
     with pytest.raises(CommandError, match=f"no dead letter in .*analytics-events.dlq for "
