@@ -164,8 +164,8 @@ def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notificatio
     if notification is None:
         return None  # routed before (a replay past the inbox)
     now = timezone.now()
-    if Channel.PUSH in channels:
-        _route_push(notification, recipient, prefs, now)
+    if Channel.PUSH in channels and facts.devices:
+        _route_push(notification, facts.devices, prefs, now)
     if Channel.EMAIL in channels and recipient.email:
         publish("email.requested", {
             "to": recipient.email,
@@ -224,11 +224,8 @@ def _notification_insert(*, request_id: UUID, recipient, kind: str, actor_id: in
                         bulk_id=bulk_id, created_at=now)
 
 
-def _route_push(notification: Notification, recipient, prefs: selectors.Preferences,
-                now: datetime) -> None:
-    devices = list(Device.objects.filter(user=recipient).only("id", "token", "platform"))
-    if not devices:
-        return
+def _route_push(notification: Notification, devices: list[tuple[int, str, str]],
+                prefs: selectors.Preferences, now: datetime) -> None:
     quiet_end = prefs.quiet_until(now)
     data = {"notification_id": str(notification.pk), "kind": notification.kind}
     for key, value in notification.data.items():
@@ -236,14 +233,14 @@ def _route_push(notification: Notification, recipient, prefs: selectors.Preferen
             data[key] = str(value)
     rows = [
         Delivery(
-            channel=Channel.PUSH, notification=notification, recipient=recipient,
-            device=device, address=device.token,
+            channel=Channel.PUSH, notification=notification,
+            recipient_id=notification.recipient_id, device_id=device_id, address=token,
             next_attempt_at=quiet_end or now,
             deferred_reason=f"quiet hours until {_iso(quiet_end)}" if quiet_end else "",
             payload={"title": notification.title, "body": notification.body,
-                     "platform": device.platform, "data": data},
+                     "platform": platform, "data": data},
         )
-        for device in devices
+        for device_id, token, platform in devices
     ]
     Delivery.objects.bulk_create(rows)
     if quiet_end is None:
