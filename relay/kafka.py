@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -131,3 +132,73 @@ def make_admin(role: str = "admin", brokers: str | None = None, **overrides: Any
     conf = base_config(role, brokers)
     conf.update(overrides)
     return AdminClient(conf)
+
+
+# --- connection check: librdkafka's failures as sentences naming the setting to fix ----------
+
+
+class KafkaUnavailable(RuntimeError):
+    """The brokers did not answer, or refused this client; the message names what to fix."""
+
+
+# Errors that retrying cannot fix: wrong credentials or an untrusted certificate.
+_CONFIG_ERRORS = {KafkaError._AUTHENTICATION, KafkaError._SSL}
+
+
+def describe_failure(err: KafkaError) -> str:
+    """One sentence for a connection-level librdkafka error, naming the settings involved."""
+    brokers = settings.KAFKA_BROKERS
+    protocol = (settings.KAFKA_SECURITY_PROTOCOL or "PLAINTEXT").upper()
+    detail = err.str()
+    if err.code() == KafkaError._AUTHENTICATION:
+        return (
+            f"Kafka at {brokers} rejected the SASL credentials of user "
+            f"{settings.KAFKA_SASL_USERNAME!r} (KAFKA_SASL_MECHANISM="
+            f"{(settings.KAFKA_SASL_MECHANISM or '').upper()}): check KAFKA_SASL_USERNAME and "
+            "KAFKA_SASL_PASSWORD, and that the user exists for that mechanism (SCRAM users are "
+            f"added with kafka-configs --add-config). Broker said: {detail}"
+        )
+    if err.code() == KafkaError._SSL:
+        return (
+            f"The TLS handshake with Kafka at {brokers} failed: check KAFKA_SSL_CA_LOCATION "
+            "(the CA that signed the brokers' certificates), that KAFKA_BROKERS names the hosts "
+            "the certificates were issued for, and KAFKA_SSL_CERTIFICATE_LOCATION / "
+            f"KAFKA_SSL_KEY_LOCATION when the brokers require client certificates. {detail}"
+        )
+    return (
+        f"No Kafka broker answered at KAFKA_BROKERS={brokers} with "
+        f"KAFKA_SECURITY_PROTOCOL={protocol}: check that the brokers run and that the "
+        "protocol matches their listener (a SASL or TLS listener drops a PLAINTEXT client). "
+        f"Client said: {detail}"
+    )
+
+
+def check_connection(timeout: float = 5.0, role: str = "check") -> int:
+    """Ask the brokers for metadata with the configured settings and security; return how many
+    brokers the cluster has. Raises `KafkaUnavailable` with a sentence naming the setting to fix
+    (wrong SASL password, untrusted certificate, nothing listening); a credentials or certificate
+    error fails at once rather than after the whole timeout."""
+    ensure_enabled("Checking the Kafka connection")
+    errors: list[KafkaError] = []
+    ms = max(int(timeout * 1000), 1)
+    admin = make_admin(role, **{"error_cb": errors.append, "socket.timeout.ms": ms,
+                                "socket.connection.setup.timeout.ms": ms})
+    deadline = time.monotonic() + timeout
+    last: KafkaError | None = None
+    while True:
+        step = min(0.5, max(deadline - time.monotonic(), 0.05))
+        try:
+            metadata = admin.list_topics(timeout=step)
+            if metadata.brokers:
+                return len(metadata.brokers)
+        except KafkaException as exc:
+            last = exc.args[0]
+        admin.poll(0)  # serves error_cb
+        fatal = [e for e in errors if e.code() in _CONFIG_ERRORS]
+        if fatal:
+            raise KafkaUnavailable(describe_failure(fatal[-1]))
+        if time.monotonic() >= deadline:
+            seen = errors[-1] if errors else last
+            if seen is None:
+                seen = KafkaError(KafkaError._TIMED_OUT, f"no answer within {timeout:g}s")
+            raise KafkaUnavailable(describe_failure(seen))

@@ -27,18 +27,10 @@ def check_database() -> str:
 def check_kafka() -> str:
     if not settings.KAFKA_ENABLED:
         return "disabled"
-    from relay.kafka import make_admin
+    from relay.kafka import check_connection
 
-    timeout = settings.HEALTH_CHECK_TIMEOUT
-    admin = make_admin(
-        "health",
-        **{"socket.timeout.ms": int(timeout * 1000), "socket.connection.setup.timeout.ms":
-           int(timeout * 1000)},
-    )
-    metadata = admin.list_topics(timeout=timeout)
-    if not metadata.brokers:
-        raise RuntimeError("no brokers in metadata")
-    return f"{len(metadata.brokers)} broker(s)"
+    # Fails with a sentence naming the setting to fix (e.g. a rejected SASL password).
+    return f"{check_connection(settings.HEALTH_CHECK_TIMEOUT, role='health')} broker(s)"
 
 
 def check_redis() -> str:
