@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serial
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
+from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +18,13 @@ from showoff.drf import object_id
 from . import kinds, selectors, services
 from .kinds import Channel
 from .models import BulkNotification, Device, Notification
+
+
+class JsonApi(APIView):
+    # JSON only: every input here is JSON-shaped (nested preferences, segments), and a form
+    # body can neither express it nor be parsed safely at any size.
+    parser_classes = [JSONParser]
+
 
 # --- in-app ---------------------------------------------------------------------------------
 
@@ -51,7 +59,7 @@ class InboxFilter(serializers.Serializer):
     unread = serializers.BooleanField(required=False, allow_null=True, default=None)
 
 
-class NotificationListApi(APIView):
+class NotificationListApi(JsonApi):
     pagination_class = NewestFirst
 
     @extend_schema(
@@ -77,14 +85,14 @@ class NotificationListApi(APIView):
         return paginator.get_paginated_response(NotificationOutput(page, many=True).data)
 
 
-class UnreadCountApi(APIView):
+class UnreadCountApi(JsonApi):
     @extend_schema(responses={200: inline_serializer("UnreadCount", {
         "unread": serializers.IntegerField()})}, summary="How many notifications are unread")
     def get(self, request: Request) -> Response:
         return Response({"unread": selectors.unread_count(user=request.user)})
 
 
-class MarkReadApi(APIView):
+class MarkReadApi(JsonApi):
     @extend_schema(request=None, responses={200: NotificationOutput},
                    summary="Mark one notification read")
     def post(self, request: Request, notification_id: int) -> Response:
@@ -102,7 +110,7 @@ class MarkAllReadInput(serializers.Serializer):
                                                "newest one shown), so a new one stays unread.")
 
 
-class MarkAllReadApi(APIView):
+class MarkAllReadApi(JsonApi):
     @extend_schema(request=MarkAllReadInput, responses={200: inline_serializer("MarkedRead", {
         "marked": serializers.IntegerField()})}, summary="Mark all notifications read")
     def post(self, request: Request) -> Response:
@@ -158,7 +166,7 @@ def _preferences(user) -> dict:
             "language": prefs.language_code}
 
 
-class PreferencesApi(APIView):
+class PreferencesApi(JsonApi):
     @extend_schema(responses={200: PreferencesOutput},
                    summary="Your notification choices per kind and channel, quiet hours")
     def get(self, request: Request) -> Response:
@@ -193,7 +201,7 @@ class DeviceInput(serializers.Serializer):
     token = serializers.CharField(max_length=512, min_length=8, trim_whitespace=True)
 
 
-class DeviceListApi(APIView):
+class DeviceListApi(JsonApi):
     @extend_schema(responses={200: DeviceOutput(many=True)}, summary="Your push devices")
     def get(self, request: Request) -> Response:
         return Response(DeviceOutput(selectors.devices_of(user=request.user), many=True).data)
@@ -208,7 +216,7 @@ class DeviceListApi(APIView):
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class DeviceDetailApi(APIView):
+class DeviceDetailApi(JsonApi):
     @extend_schema(responses={204: None}, summary="Unregister a push device")
     def delete(self, request: Request, device_id: int) -> Response:
         try:
@@ -293,7 +301,7 @@ class BulkOutput(serializers.ModelSerializer):
                   "started_at", "finished_at"]
 
 
-class BulkListApi(APIView):
+class BulkListApi(JsonApi):
     permission_classes = [permissions.IsAdminUser]
 
     @extend_schema(responses={200: BulkOutput(many=True)}, summary="Bulk sends (staff)")
@@ -312,7 +320,7 @@ class BulkListApi(APIView):
         return Response(BulkOutput(bulk).data, status=status.HTTP_202_ACCEPTED)
 
 
-class BulkDetailApi(APIView):
+class BulkDetailApi(JsonApi):
     permission_classes = [permissions.IsAdminUser]
 
     @extend_schema(responses={200: BulkOutput}, summary="A bulk send's progress (staff)")

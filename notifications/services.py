@@ -28,7 +28,7 @@ from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import reset_queries, transaction
+from django.db import IntegrityError, reset_queries, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -574,9 +574,24 @@ def delivery_resend(*, delivery_id: UUID, by=None) -> Delivery:
 
 def device_register(*, user, platform: str, token: str) -> tuple[Device, bool]:
     """Register a push token for `user`; a token already known moves to `user` (one token is
-    one device). Returns (device, created)."""
-    return Device.objects.update_or_create(token=token,
-                                           defaults={"user": user, "platform": platform})
+    one device), and pushes still waiting for its previous account are cancelled so they never
+    reach the new one. Returns (device, created)."""
+    with transaction.atomic():
+        device = Device.objects.select_for_update().filter(token=token).first()
+        if device is None:
+            try:
+                with transaction.atomic():
+                    return Device.objects.create(user=user, platform=platform, token=token), True
+            except IntegrityError:  # registered concurrently: take that row
+                device = Device.objects.select_for_update().get(token=token)
+        if device.user_id != user.pk:
+            Delivery.objects.filter(device=device, status=Delivery.Status.PENDING).update(
+                status=Delivery.Status.CANCELLED, lease_until=None,
+                last_error="the device was registered by another account")
+        device.user = user
+        device.platform = platform
+        device.save()
+    return device, False
 
 
 def device_delete(*, user, device_id: int) -> None:

@@ -198,6 +198,25 @@ def test_one_token_is_one_device_a_token_moves_to_the_user_who_registers_it():
     assert client_for(first).get(f"{API}devices/").json() == []
 
 
+def test_pushes_waiting_for_the_previous_owner_of_a_token_are_cancelled():
+    # given: a push for the first owner, held by quiet hours
+    from notifications.models import Delivery
+
+    from .helpers import request, route
+
+    first, second = make_user(), make_user()
+    device(first, "handed-over-token")
+    route(request(first))
+    Delivery.objects.update(next_attempt_at="2999-01-01T00:00:00Z")
+    # when
+    client_for(second).post(f"{API}devices/", {"platform": "android",
+                                               "token": "handed-over-token"})
+    # then
+    [push] = Delivery.objects.all()
+    assert (push.status, push.last_error) == ("cancelled",
+                                              "the device was registered by another account")
+
+
 def test_deleting_a_device_and_someone_elses_device_is_not_found():
     # given
     me, other = make_user(), make_user()
