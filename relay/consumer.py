@@ -1,7 +1,8 @@
 """The consumer runtime behind `manage.py consume <topic> [<topic> ...]` (DESIGN.md §4).
 
 Each consumer name (the first argument of `@relay.registry.handler`) runs as its own
-`ConsumerWorker`: its own Kafka consumer in group `{KAFKA_CONSUMER_GROUP}.<name>`
+`ConsumerWorker`: its own Kafka consumer in group `{KAFKA_CONSUMER_GROUP}.<name>` (with
+KAFKA_TOPIC_PREFIX before the name when one is set)
 (`read_committed`, manual commits), its own inbox rows and its own dead letters. One process
 runs the workers of every consumer name with handlers for the requested topics, one thread each,
 so notifications backing off on a failing record never holds analytics back.
@@ -74,6 +75,11 @@ _LOST_GENERATION = {
 }
 
 
+def group_for(name: str) -> str:
+    """`{KAFKA_CONSUMER_GROUP}.<name>`, with KAFKA_TOPIC_PREFIX before the name when set."""
+    return f"{settings.KAFKA_CONSUMER_GROUP}.{settings.KAFKA_TOPIC_PREFIX}{name}"
+
+
 class ConsumerSetupError(RuntimeError):
     """The consumer cannot start as asked (unknown topic, no handlers, missing Kafka topic)."""
 
@@ -138,7 +144,8 @@ class ConsumerWorker:
     ):
         self.name = name
         self.topics = sorted(set(topics))
-        self.group_id = group_id or f"{settings.KAFKA_CONSUMER_GROUP}.{name}"
+        # The topic prefix keeps environments (and test runs) sharing a cluster apart.
+        self.group_id = group_id or group_for(name)
         self.from_beginning = from_beginning
         self.max_records = max_records
         self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE

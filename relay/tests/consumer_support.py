@@ -87,9 +87,9 @@ def probes(n: int, *, keys: int = 6, start: int = 0, prefix: str = "k", **extra)
 
 
 def group_of(name: str) -> str:
-    from django.conf import settings
+    from relay.consumer import group_for
 
-    return f"{settings.KAFKA_CONSUMER_GROUP}.{name}"
+    return group_for(name)
 
 
 def fast_retry(max_attempts: int = 3) -> RetryPolicy:

@@ -257,9 +257,10 @@ RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 RELAY_STANDBY_POLL_INTERVAL = env.float("RELAY_STANDBY_POLL_INTERVAL", default=1.0)
 # Shard layout that `manage.py outbox prune` uses (match the relays you run).
 RELAY_SHARDS = env.int("RELAY_SHARDS", default=1)
-# Consumers' inbox rows are kept this long: above the topics' retention (7 days), since an
+# Consumers' inbox rows are kept this long: above the topics' retention (7 days) and the DLQs'
+# (30 days, so any dead letter can still be replayed), since an
 # offset reset can re-read that far back and only the inbox makes the re-read harmless.
-INBOX_RETENTION_HOURS = env.int("INBOX_RETENTION_HOURS", default=14 * 24)
+INBOX_RETENTION_HOURS = env.int("INBOX_RETENTION_HOURS", default=31 * 24)
 CELERY_BEAT_SCHEDULE["relay.prune_inbox"] = {
     "task": "relay.prune_inbox",
     "schedule": env.float("INBOX_PRUNE_INTERVAL_SECONDS", default=3600.0),
