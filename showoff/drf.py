@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, throttling
@@ -137,6 +138,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, SuspiciousOperation):
+        # Too many form fields, a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a malformed
+        # multipart request: the client's input, not our bug.
+        exc = exceptions.ParseError(f"The request was refused: {exc}")
 
     # Imported here: rest_framework.views loads the throttle classes of this module.
     from rest_framework.views import exception_handler as drf_exception_handler

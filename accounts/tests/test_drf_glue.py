@@ -26,3 +26,15 @@ def test_unknown_api_paths_get_a_json_404(anon):
     resp = anon.get("/api/posts/not-a-number/")
     assert resp.status_code == 404
     assert resp.json() == {"type": "not_found", "detail": "No such endpoint or object."}
+
+
+@pytest.mark.django_db
+def test_a_form_body_with_too_many_fields_is_a_400_not_a_500(as_alice):
+    from urllib.parse import urlencode
+
+    body = urlencode({f"f{i}": "x" for i in range(1500)})
+    resp = as_alice.generic("POST", "/api/posts/", body,
+                            content_type="application/x-www-form-urlencoded")
+    assert resp.status_code == 400
+    assert resp.json()["type"] == "parse_error"
+    assert "DATA_UPLOAD_MAX_NUMBER_FIELDS" in resp.json()["detail"]
