@@ -158,6 +158,11 @@ class Writers:
             self._workers.append(t)
         return self
 
+    def stop(self) -> None:
+        """Write no more than what is already claimed (transactions in flight finish)."""
+        with self._lock:
+            self.target = self.written
+
     def join(self, timeout: float = 120) -> None:
         for t in self._workers:
             t.join(timeout)

@@ -92,7 +92,7 @@ def test_admin_pages_refuse_anonymous_users(client):
     assert "/admin/login/" in response["Location"]
 
 
-def test_inbox_prune_keeps_recent_rows():
+def test_inbox_prune_keeps_recent_rows(settings):
     import uuid
 
     from django.utils import timezone
@@ -104,7 +104,9 @@ def test_inbox_prune_keeps_recent_rows():
                                     topic="x", partition=0, offset=1)
     recent = InboxEntry.objects.create(consumer="c", event_id=uuid.uuid4(), event_type="t",
                                        topic="x", partition=0, offset=2)
-    InboxEntry.objects.filter(pk=old.pk).update(processed_at=timezone.now() - timedelta(days=20))
+    retention = timedelta(hours=settings.INBOX_RETENTION_HOURS)
+    InboxEntry.objects.filter(pk=old.pk).update(
+        processed_at=timezone.now() - retention - timedelta(hours=1))
 
     assert inbox_prune() == 1
     assert list(InboxEntry.objects.values_list("pk", flat=True)) == [recent.pk]
