@@ -8,6 +8,7 @@ once, in commit order.
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from django.utils import timezone
 
 from . import catalogue, tracing
 from .models import OutboxEvent
+
+# One DEBUG line per event written (LOG_LEVEL_EVENTS=DEBUG), to follow an event end to end.
+log = logging.getLogger("outbox.publish")
 
 
 class OutboxError(RuntimeError):
@@ -112,6 +116,7 @@ def publish(
         tracing.current_traceparent(),
     )
     row.save(using=using, force_insert=True)
+    _log_published([row])
     return row.event_id
 
 
@@ -127,4 +132,15 @@ def publish_bulk(events: Iterable[Event], *, using: str = DEFAULT_DB_ALIAS) -> l
     rows = [_build(ev, now, traceparent) for ev in events]
     if rows:
         OutboxEvent.objects.using(using).bulk_create(rows)
+        _log_published(rows)
     return [row.event_id for row in rows]
+
+
+def _log_published(rows: list[OutboxEvent]) -> None:
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    for row in rows:
+        log.debug("wrote %s %s for %s (key %s) in the open transaction", row.type,
+                  row.event_id, row.topic, row.key,
+                  extra={"event_id": str(row.event_id), "event_type": row.type,
+                         "traceparent": row.headers.get("traceparent")})

@@ -263,7 +263,14 @@ class ConsumerWorker:
             return self._dead_letter(msg, logical, exc, attempts=0, reason="undecodable")
         except (catalogue.UnknownEventType, catalogue.EventValidationError) as exc:
             return self._dead_letter(msg, logical, exc, attempts=0, reason="invalid")
+        # Every log line about this record (and its handlers' own) names the event and trace.
+        with tracing.use_event(event.id, event.type, event.traceparent):
+            outcome = self._handle_event(msg, logical, event)
+            log.debug("consumer %s: %s %s[%d]@%d", self.name, outcome.result, logical,
+                      msg.partition(), msg.offset())
+            return outcome
 
+    def _handle_event(self, msg: Message, logical: str, event: ConsumedEvent) -> Outcome:
         replay_for = event.headers.get(H_REPLAY_FOR)
         if replay_for is not None:
             if replay_for != self.name:

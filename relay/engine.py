@@ -34,6 +34,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 
 from outbox.catalogue import CHECKPOINT_TOPIC, TOPICS
 
+from . import metrics
 from .kafka import ensure_enabled, make_admin, make_consumer, make_producer, topic_name
 from .models import RelayPosition
 
@@ -493,6 +494,7 @@ class Relay:
                 raise Fenced(self._fatal_message(err)) from None
             if err.txn_requires_abort():
                 self.stats.aborts += 1
+                metrics.relay_aborts.inc(shard=self.shard.label)
                 log.warning("relay %s: abortable error (%s); aborting and retrying the batch",
                             self.shard.label, err.str())
                 try:
@@ -510,6 +512,8 @@ class Relay:
         self.stats.events += len(rows)
         self.stats.batches += 1
         self.stats.last_commit_at = time.time()
+        metrics.relay_committed(self.shard.label, rows, seconds=time.monotonic() - started,
+                                position=self.position, at=self.stats.last_commit_at)
         self._summary_events += len(rows)
         log.debug("relay %s: committed %d events up to (%s, %s) in %.1f ms", self.shard.label,
                   len(rows), last_txid, last_id, (time.monotonic() - started) * 1000)
@@ -536,6 +540,7 @@ class Relay:
         """After an indefinite outcome: new producer, init_transactions (the epoch bump fences
         delayed requests of the old one), and the checkpoint tells whether the batch landed."""
         self.stats.rebuilds += 1
+        metrics.relay_rebuilds.inc(shard=self.shard.label)
         log.warning("relay %s: %s; rebuilding the producer and re-reading the checkpoint",
                     self.shard.label, why)
         old = self.producer

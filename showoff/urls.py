@@ -8,7 +8,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
-from . import health
+from . import health, metrics
 
 api_patterns: list = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -24,6 +24,9 @@ api_patterns: list = [
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+    # The admin's event pipeline page (relay/admin_pipeline.py), before the admin's catch-all.
+    path("admin/pipeline/", include("relay.admin_pipeline")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include(api_patterns)),

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -52,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so its request count and time cover every other middleware (showoff/metrics.py).
+    "showoff.metrics.PrometheusMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -222,20 +225,46 @@ SPECTACULAR_SETTINGS = {
 # --- logging ---------------------------------------------------------------------------------
 
 LOG_LEVEL = env("LOG_LEVEL", default="INFO")
+# readable (one line per record) or json (one JSON object per line; production's default).
+# Every record carries the event id, type and trace id it belongs to (showoff/log.py).
+LOG_FORMAT = env("LOG_FORMAT", default="readable")
+LOG_FORMATS = ("readable", "json")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(
+        f"LOG_FORMAT={LOG_FORMAT!r}: choose one of {', '.join(LOG_FORMATS)}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "pipeline_context": {"()": "showoff.log.PipelineContextFilter"},
+    },
     "formatters": {
-        "readable": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "readable": {
+            "class": "showoff.log.ReadableFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s: %(message)s",
+        },
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
+            "timestamp": "time",  # ISO 8601 in UTC
+        },
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "readable"},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                    "filters": ["pipeline_context"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.db.backends": {"level": "INFO"},
     },
 }
+# One line per event published, relayed and handled is logged at DEBUG: LOG_LEVEL_EVENTS=DEBUG
+# turns these on without debugging everything else.
+LOG_LEVEL_EVENTS = env("LOG_LEVEL_EVENTS", default="")
+if LOG_LEVEL_EVENTS:
+    LOGGING["loggers"].update({name: {"level": LOG_LEVEL_EVENTS}
+                               for name in ("outbox.publish", "relay.events", "relay.consumer")})
 
 # --- health ----------------------------------------------------------------------------------
 
@@ -284,6 +313,14 @@ CONSUMER_MAX_POLL_INTERVAL_MS = env.int("CONSUMER_MAX_POLL_INTERVAL_MS", default
 # consumer's first start are not missed.
 CONSUMER_AUTO_OFFSET_RESET = env("CONSUMER_AUTO_OFFSET_RESET", default="earliest")
 CONSUMER_SUMMARY_INTERVAL = env.float("CONSUMER_SUMMARY_INTERVAL", default=60.0)
+
+# monitoring (showoff/metrics.py, README "Monitoring")
+# When set, GET /metrics needs `Authorization: Bearer <token>`.
+METRICS_AUTH_TOKEN = env("METRICS_AUTH_TOKEN", default="")
+# Address the metrics HTTP servers of run_relay/consume (--metrics-port) and Celery listen on.
+METRICS_ADDRESS = env("METRICS_ADDRESS", default="127.0.0.1")
+# A Celery worker serves its pool's metrics on this port (0: off; needs PROMETHEUS_MULTIPROC_DIR).
+CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
 
 # accounts
 # Phone verification codes: lifetime, wrong tries before a lock, and the lock's length.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import env
+from .base import LOG_FORMATS, LOGGING, env
 
 
 def _required(name: str, hint: str) -> str:
@@ -49,3 +49,11 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# One JSON object per log line, with the event id, type and trace id as fields (showoff/log.py);
+# LOG_FORMAT=readable to read them by eye.
+LOG_FORMAT = env("LOG_FORMAT", default="json")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(
+        f"LOG_FORMAT={LOG_FORMAT!r}: choose one of {', '.join(LOG_FORMATS)}.")
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT

@@ -6,8 +6,10 @@ group each, `{KAFKA_CONSUMER_GROUP}.<name>`); `--consumer` keeps one. See relay/
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
+from relay import metrics
 from relay.cli import OperatorCommand
 from relay.consumer import (
     ConsumerRunner,
@@ -65,6 +67,12 @@ class Command(OperatorCommand):
                             help="Static group membership (group.instance.id): a restarted "
                                  "consumer takes its partitions back without a rebalance; on "
                                  "shutdown it does not leave the group.")
+        parser.add_argument("--metrics-port", type=metrics.port_number,
+                            help="Serve this process's Prometheus metrics on "
+                                 "http://ADDR:PORT/metrics.")
+        parser.add_argument("--metrics-addr",
+                            help="Address for --metrics-port (default METRICS_ADDRESS, "
+                                 "127.0.0.1; 0.0.0.0 in a container).")
 
     def handle(self, *args, **opts):
         ensure_enabled("consume")
@@ -90,9 +98,18 @@ class Command(OperatorCommand):
             )
             for name, topics in sorted(names.items())
         ]
+        if opts["metrics_port"] is not None:
+            try:
+                metrics.serve(opts["metrics_port"],
+                              opts["metrics_addr"] or settings.METRICS_ADDRESS)
+            except OSError as exc:
+                raise CommandError(str(exc)) from None
         runner = ConsumerRunner(workers)
-        with runner.signals_stop():
-            runner.run()
+        try:
+            with runner.signals_stop():
+                runner.run()
+        finally:
+            metrics.mark_process_dead()
         if runner.errors:
             name, exc = runner.errors[0]
             raise CommandError(f"consumer {name} stopped: {exc.__class__.__name__}: {exc}")

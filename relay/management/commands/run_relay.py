@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from relay import metrics
 from relay.engine import Relay, RelayError, Shard
 from relay.kafka import KafkaDisabled
 
@@ -32,6 +34,12 @@ class Command(BaseCommand):
         parser.add_argument("--reanchor", action="store_true",
                             help="Write a fresh checkpoint at the start of the outbox (after a "
                                  "database restore), then run.")
+        parser.add_argument("--metrics-port", type=metrics.port_number, default=None,
+                            help="Serve this process's Prometheus metrics on "
+                                 "http://ADDR:PORT/metrics.")
+        parser.add_argument("--metrics-addr", default=None,
+                            help="Address for --metrics-port (default METRICS_ADDRESS, "
+                                 "127.0.0.1; 0.0.0.0 in a container).")
         # Bypasses the advisory lock: only for the fencing test and emergencies.
         parser.add_argument("--unsafe-no-lock", action="store_true", help="(testing only)")
 
@@ -49,7 +57,15 @@ class Command(BaseCommand):
                 trust_db_position=opts["trust_db_position"],
                 reanchor=opts["reanchor"],
             )
+            if opts["metrics_port"] is not None:
+                try:
+                    metrics.serve(opts["metrics_port"],
+                                  opts["metrics_addr"] or settings.METRICS_ADDRESS)
+                except OSError as exc:
+                    raise CommandError(str(exc)) from None
             relay.install_signal_handlers()
             relay.run(once=opts["once"])
         except (KafkaDisabled, RelayError) as exc:
             raise CommandError(str(exc)) from None
+        finally:
+            metrics.mark_process_dead()
