@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -64,3 +66,59 @@ def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
     return ordered[k]
+
+
+def paced(rate: float, seconds: float, fn) -> None:
+    """Call fn(n) at a steady `rate` per second for `seconds` (catching up after a slow call)."""
+    interval = 1.0 / rate
+    start = time.perf_counter()
+    n = 0
+    while time.perf_counter() - start < seconds:
+        fn(n)
+        n += 1
+        sleep = start + n * interval - time.perf_counter()
+        if sleep > 0:
+            time.sleep(sleep)
+
+
+def run_writers(rate: float, seconds: float, writers: int, write_one) -> dict[str, float]:
+    """`writers` threads share `rate`; write_one(w, n) returns (event id, commit time)."""
+    committed: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        from django.db import connections
+
+        def one(n: int) -> None:
+            event_id, at = write_one(w, n)
+            with lock:
+                committed[event_id] = at
+
+        try:
+            paced(rate / writers, seconds, one)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return committed
+
+
+def latencies(committed: dict[str, float], seen: dict[str, float], wait: float = 60,
+              seen_label: str = "delivered") -> dict:
+    """Commit → seen latency percentiles (ms), waiting up to `wait` s for stragglers."""
+    deadline = time.time() + wait
+    while time.time() < deadline and not all(e in seen for e in committed):
+        time.sleep(0.1)
+    lat = [(seen[e] - t) * 1000 for e, t in committed.items() if e in seen]
+    return {
+        "events": len(committed),
+        seen_label: len(lat),
+        "p50_ms": round(percentile(lat, 50), 2),
+        "p90_ms": round(percentile(lat, 90), 2),
+        "p99_ms": round(percentile(lat, 99), 2),
+        "max_ms": round(max(lat), 2) if lat else None,
+    }

@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 
-from _setup import ROOT, percentile, reset_outbox, setup_django
+from _setup import ROOT, latencies, reset_outbox, run_writers, setup_django
 
 CONSUMER = f"bench-e2e-{uuid.uuid4().hex[:6]}"
 
@@ -66,56 +66,10 @@ class Watcher(threading.Thread):
             connection.close()
 
 
-def paced(rate: float, seconds: float, fn) -> None:
-    interval = 1.0 / rate
-    start = time.perf_counter()
-    n = 0
-    while time.perf_counter() - start < seconds:
-        fn(n)
-        n += 1
-        sleep = start + n * interval - time.perf_counter()
-        if sleep > 0:
-            time.sleep(sleep)
 
 
-def run_writers(rate: float, seconds: float, writers: int, write_one) -> dict[str, float]:
-    committed: dict[str, float] = {}
-    lock = threading.Lock()
-
-    def worker(w: int) -> None:
-        from django.db import connections
-
-        def one(n: int) -> None:
-            event_id, at = write_one(w, n)
-            with lock:
-                committed[event_id] = at
-
-        try:
-            paced(rate / writers, seconds, one)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return committed
 
 
-def latencies(committed: dict[str, float], watcher: Watcher, wait: float = 60) -> dict:
-    deadline = time.time() + wait
-    while time.time() < deadline and not all(e in watcher.seen for e in committed):
-        time.sleep(0.1)
-    lat = [(watcher.seen[e] - t) * 1000 for e, t in committed.items() if e in watcher.seen]
-    return {
-        "events": len(committed),
-        "applied": len(lat),
-        "p50_ms": round(percentile(lat, 50), 1),
-        "p90_ms": round(percentile(lat, 90), 1),
-        "p99_ms": round(percentile(lat, 99), 1),
-        "max_ms": round(max(lat), 1) if lat else None,
-    }
 
 
 def main() -> None:
@@ -175,7 +129,8 @@ def main() -> None:
                                                       "seq": n})
             return str(event_id), time.time()
 
-        e2e = latencies(run_writers(args.rate, args.seconds, args.writers, write_outbox), watcher)
+        e2e = latencies(run_writers(args.rate, args.seconds, args.writers, write_outbox),
+                        watcher.seen, seen_label="applied")
 
         producers = {}
         lock = threading.Lock()
@@ -206,7 +161,8 @@ def main() -> None:
             p.commit_transaction(30)
             return str(event_id), time.time()
 
-        raw = latencies(run_writers(args.rate, args.seconds, args.writers, write_raw), watcher)
+        raw = latencies(run_writers(args.rate, args.seconds, args.writers, write_raw),
+                        watcher.seen, seen_label="applied")
         print(json.dumps({
             "benchmark": "end_to_end_latency",
             "rate_per_s": args.rate, "seconds": args.seconds, "writers": args.writers,

@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 
-from _setup import ROOT, percentile, reset_outbox, setup_django
+from _setup import ROOT, latencies, reset_outbox, run_writers, setup_django
 
 
 class Receiver(threading.Thread):
@@ -51,56 +51,10 @@ class Receiver(threading.Thread):
         self.consumer.close()
 
 
-def paced(rate_per_thread: float, seconds: float, fn) -> None:
-    interval = 1.0 / rate_per_thread
-    start = time.perf_counter()
-    n = 0
-    while time.perf_counter() - start < seconds:
-        fn(n)
-        n += 1
-        sleep = start + n * interval - time.perf_counter()
-        if sleep > 0:
-            time.sleep(sleep)
 
 
-def run_writers(rate: float, seconds: float, writers: int, write_one) -> dict[str, float]:
-    committed: dict[str, float] = {}
-    lock = threading.Lock()
-
-    def worker(w: int) -> None:
-        from django.db import connections
-
-        def one(n: int) -> None:
-            event_id, at = write_one(w, n)
-            with lock:
-                committed[event_id] = at
-
-        try:
-            paced(rate / writers, seconds, one)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return committed
 
 
-def latencies(committed: dict[str, float], receiver: Receiver, wait: float = 30) -> dict:
-    deadline = time.time() + wait
-    while time.time() < deadline and not all(e in receiver.seen for e in committed):
-        time.sleep(0.1)
-    lat = [(receiver.seen[e] - t) * 1000 for e, t in committed.items() if e in receiver.seen]
-    return {
-        "events": len(committed),
-        "delivered": len(lat),
-        "p50_ms": round(percentile(lat, 50), 2),
-        "p90_ms": round(percentile(lat, 90), 2),
-        "p99_ms": round(percentile(lat, 99), 2),
-        "max_ms": round(max(lat), 2) if lat else None,
-    }
 
 
 def main() -> None:
@@ -138,7 +92,7 @@ def main() -> None:
             return str(event_id), time.time()
 
         relay_result = latencies(run_writers(args.rate, args.seconds, args.writers,
-                                             write_outbox), receiver)
+                                             write_outbox), receiver.seen, wait=30)
 
         producers = {}
         lock = threading.Lock()
@@ -160,7 +114,7 @@ def main() -> None:
             return event_id, time.time()
 
         raw_result = latencies(run_writers(args.rate, args.seconds, args.writers, write_raw),
-                               receiver)
+                               receiver.seen, wait=30)
         receiver.stop = True
         print(json.dumps({
             "benchmark": "relay_latency",
