@@ -35,16 +35,9 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-    multiprocess,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, multiprocess
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from relay import metrics as relay_metrics  # noqa: F401 - registers the relay's metrics too
@@ -220,4 +213,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         return HttpResponse("Metrics need `Authorization: Bearer <METRICS_AUTH_TOKEN>`.\n",
                             status=401, content_type="text/plain; charset=utf-8",
                             headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
-    return HttpResponse(generate_latest(registry_for_scrape()), content_type=CONTENT_TYPE_LATEST)
+    # The text format 0.0.4 unless the scraper asks for OpenMetrics or a newer text format.
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encode(registry_for_scrape()), content_type=content_type)
