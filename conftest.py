@@ -9,6 +9,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from relay import testing as kt
 
@@ -41,3 +43,15 @@ def kafka_topic(kafka_prefix):
 def read_committed():
     """`read_committed([topic, ...])` returns every committed record, aborted ones excluded."""
     return kt.read_all
+
+
+@pytest.fixture
+def wsgi_keeps_connection():
+    """For tests calling the WSGI app directly (schemathesis): the handler closes the DB
+    connection after each request, as in production; the test's transaction lives on that
+    connection, so do what Django's test client does."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)

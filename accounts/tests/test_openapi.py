@@ -9,22 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import schemathesis
 from django.contrib.staticfiles import finders
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
-from hypothesis import HealthCheck, Phase, given, settings
-from schemathesis.checks import not_a_server_error
-from schemathesis.generation import GenerationMode
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from accounts.tests.fixtures import client_for, make_user
 from posts import services as post_services
-from showoff.wsgi import application
+from showoff.tests.fuzz import fuzz_api
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bounded: examples per operation and mode; the whole run stays well under a minute.
@@ -65,17 +54,6 @@ def test_interactive_docs_are_served_from_our_own_static_files(anon):
 OUR_PATHS = ("/api/auth/", "/api/me/", "/api/users/", "/api/posts/")
 
 
-@pytest.fixture
-def wsgi_keeps_connection():
-    """The WSGI handler closes the DB connection after each request (as in production); the
-    test's transaction lives on that connection, so do what Django's test client does."""
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
-
-
 @pytest.mark.django_db
 def test_property_based_run_finds_no_server_error_and_no_schema_violation(
         wsgi_keeps_connection):
@@ -86,35 +64,8 @@ def test_property_based_run_finds_no_server_error_and_no_schema_violation(
         post = post_services.post_create(author=author, text="seed")
         post_services.comment_create(post_id=post.pk, author=other, text="seed")
     token = client_for(user)._credentials["HTTP_AUTHORIZATION"]
-    schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
-    checks = [not_a_server_error, response_schema_conformance, status_code_conformance,
-              content_type_conformance]
-    failures: list[str] = []
-
-    _fuzz(schema, checks, token, failures)
-    assert failures == [], "\n\n".join(failures)
-
-
-def _fuzz(schema, checks, token: str, failures: list[str]) -> None:
-    operations = 0
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        if not operation.path.startswith(OUR_PATHS):
-            continue
-        operations += 1
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @settings(max_examples=EXAMPLES, deadline=None, database=None,
-                      phases=[Phase.explicit, Phase.generate],
-                      suppress_health_check=list(HealthCheck))
-            def run(case):
-                case.headers = {**(case.headers or {}), "Authorization": token}
-                case.call_and_validate(checks=checks)
-
-            try:
-                run()
-            except Exception as exc:  # noqa: BLE001 - every failure is collected and shown
-                failures.append(f"{operation.method.upper()} {operation.path} [{mode.value}]: "
-                                f"{str(exc)[:1500]}")
-
+    # when
+    operations, failures = fuzz_api(OUR_PATHS, token, EXAMPLES)
+    # then
     assert operations >= 20
+    assert failures == [], "\n\n".join(failures)
