@@ -29,6 +29,10 @@ from relay.kafka import (
 
 from .consumer_support import probes
 
+# Every test may touch the database (the readiness check asks it too): one kind of test, so
+# pytest-django keeps them together and the module's broker starts once.
+pytestmark = pytest.mark.django_db
+
 ROOT = Path(__file__).resolve().parents[2]
 MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
@@ -193,7 +197,6 @@ def test_a_producer_with_a_wrong_password_delivers_nothing(secure):
     assert kt.read_all([topic], timeout=30) == []
 
 
-@pytest.mark.django_db
 def test_readiness_reports_the_rejected_password(secure, client, settings):
     # given
     secure("SASL_PLAINTEXT", mechanism="SCRAM-SHA-512", password="wrong-password")
