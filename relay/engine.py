@@ -35,7 +35,16 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 from outbox.catalogue import CHECKPOINT_TOPIC, TOPICS
 
 from . import metrics
-from .kafka import ensure_enabled, make_admin, make_consumer, make_producer, topic_name
+from .kafka import (
+    KafkaUnavailable,
+    check_connection,
+    describe_failure,
+    ensure_enabled,
+    make_admin,
+    make_consumer,
+    make_producer,
+    topic_name,
+)
 from .models import RelayPosition
 
 log = logging.getLogger("relay")
@@ -314,9 +323,31 @@ class Relay:
             },
         )
 
+    def _wait_for_kafka(self) -> bool:
+        """Until the brokers answer (a supervisor keeps a relay started during an outage);
+        wrong credentials or certificates stop it at once with the setting to fix."""
+        delay = 0.5
+        while not self.shutdown:
+            try:
+                check_connection(timeout=10, role="relay")
+                return True
+            except KafkaUnavailable as exc:
+                if not exc.retriable:
+                    raise RelayError(f"relay {self.shard.label}: {exc}") from None
+                log.warning("relay %s: %s Retrying in %.1fs.", self.shard.label, exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10)
+        return False
+
     def start(self) -> None:
         """init_transactions, then read the checkpoint; retried until the broker answers."""
-        self._check_topics()
+        if not self._wait_for_kafka():
+            return
+        try:
+            self._check_topics()
+        except KafkaException as exc:
+            raise RelayError(f"relay {self.shard.label}: {describe_failure(exc.args[0])}") \
+                from None
         delay = 0.5
         while not self.shutdown:
             try:

@@ -138,7 +138,12 @@ def make_admin(role: str = "admin", brokers: str | None = None, **overrides: Any
 
 
 class KafkaUnavailable(RuntimeError):
-    """The brokers did not answer, or refused this client; the message names what to fix."""
+    """The brokers did not answer, or refused this client; the message names what to fix.
+    `retriable` is False when waiting cannot help (credentials, certificates)."""
+
+    def __init__(self, message: str, *, retriable: bool = True):
+        super().__init__(message)
+        self.retriable = retriable
 
 
 # Errors that retrying cannot fix: wrong credentials or an untrusted certificate.
@@ -196,7 +201,7 @@ def check_connection(timeout: float = 5.0, role: str = "check") -> int:
         admin.poll(0)  # serves error_cb
         fatal = [e for e in errors if e.code() in _CONFIG_ERRORS]
         if fatal:
-            raise KafkaUnavailable(describe_failure(fatal[-1]))
+            raise KafkaUnavailable(describe_failure(fatal[-1]), retriable=False)
         if time.monotonic() >= deadline:
             seen = errors[-1] if errors else last
             if seen is None:

@@ -67,7 +67,7 @@ def oldest_open_transaction() -> dict | None:
         cur.execute(
             "SELECT pid, usename, application_name, state, "
             "EXTRACT(EPOCH FROM now() - xact_start), left(query, 200) "
-            "FROM pg_stat_activity WHERE backend_xid IS NOT NULL OR backend_xmin IS NOT NULL "
+            "FROM pg_stat_activity WHERE (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL) "
             "AND pid <> pg_backend_pid() ORDER BY xact_start NULLS LAST LIMIT 1"
         )
         row = cur.fetchone()

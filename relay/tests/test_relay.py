@@ -267,3 +267,16 @@ def test_rows_are_read_in_numeric_transaction_id_order(relay_topics):
     fetched = relay.fetch()
     relay.close()
     assert [int(r[1]) for r in fetched] == [9, 10]
+
+
+def test_unreachable_brokers_are_retried_with_a_clear_message(kafka_prefix, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    relay = RelayProcess(tmp_path, KAFKA_BROKERS=f"127.0.0.1:{closed}")
+    relay.wait_for("Retrying in", timeout=60)
+    assert relay.terminate() == 0
+    assert f"No Kafka broker answered at KAFKA_BROKERS=127.0.0.1:{closed}" in relay.output()
+    assert "Traceback" not in relay.output()
