@@ -20,6 +20,7 @@ from relay.topics import create_topics, desired_topics
 
 from . import consumer_support as cs
 from .consumer_support import EVENT_TYPE, TOPIC
+from .relay_helpers import drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,10 +61,7 @@ def _deliver() -> int:
     relay = Relay(use_lock=False)
     relay.start()
     try:
-        delivered = 0
-        while n := relay.step():
-            delivered += n
-        return delivered
+        return drain(relay)
     finally:
         relay.close()
 
