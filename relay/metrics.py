@@ -54,6 +54,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -70,6 +71,18 @@ if _MULTIPROCESS:
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
 
 events_log = logging.getLogger("relay.events")
+log = logging.getLogger("relay.metrics")
+_last_write_warning = float("-inf")
+
+
+def _write_failed(name: str, exc: OSError) -> None:
+    """A metric that cannot be written (a full disk under PROMETHEUS_MULTIPROC_DIR) must never
+    stop the relay or a consumer: warn, at most once a minute, and go on."""
+    global _last_write_warning
+    now = time.monotonic()
+    if now - _last_write_warning >= 60:
+        _last_write_warning = now
+        log.warning("metrics: could not record %s: %s", name, exc)
 
 
 def _labels_match(sample_labels: dict[str, str], wanted: dict[str, str]) -> bool:
@@ -124,7 +137,10 @@ class Counter(_Metric):
         return _PromCounter(self.name, self.help, self.labels)
 
     def inc(self, amount: float = 1, **labels: Any) -> None:
-        self._child(labels).inc(amount)
+        try:
+            self._child(labels).inc(amount)
+        except OSError as exc:
+            _write_failed(self.name, exc)
 
     def value(self, **labels: Any) -> float:
         return self._get(labels) or 0
@@ -148,7 +164,10 @@ class Gauge(_Metric):
                           multiprocess_mode=self.multiprocess_mode)
 
     def set(self, value: float, **labels: Any) -> None:
-        self._child(labels).set(value)
+        try:
+            self._child(labels).set(value)
+        except OSError as exc:
+            _write_failed(self.name, exc)
 
     def remove(self, **labels: Any) -> None:
         checked = self._check(labels)
@@ -180,7 +199,10 @@ class Histogram(_Metric):
         return _PromHistogram(self.name, self.help, self.labels, buckets=self.buckets)
 
     def observe(self, value: float, **labels: Any) -> None:
-        self._child(labels).observe(value)
+        try:
+            self._child(labels).observe(value)
+        except OSError as exc:
+            _write_failed(self.name, exc)
 
     def count(self, **labels: Any) -> int:
         return int(self._get(labels, self.name + "_count") or 0)

@@ -418,3 +418,20 @@ def test_relay_metrics_api_keeps_value_total_snapshot_and_text():
     assert relay_metrics.consumer_lag.value(consumer=name, topic="a", partition=1) is None
     with pytest.raises(ValueError, match="takes labels"):
         relay_metrics.consumer_processed.inc(consumer=name)
+
+
+def test_a_metric_that_cannot_be_written_never_stops_the_caller(monkeypatch, caplog):
+    # given: the metrics folder's disk is full
+    class Full:
+        def inc(self, amount):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(relay_metrics.consumer_retries._prom, "labels", lambda **kw: Full())
+    monkeypatch.setattr(relay_metrics, "_last_write_warning", float("-inf"))
+    # when
+    relay_metrics.consumer_retries.inc(consumer="c", topic="t")
+    relay_metrics.consumer_retries.inc(consumer="c", topic="t")
+    # then: one warning, no exception
+    warnings = [r.getMessage() for r in caplog.records if r.name == "relay.metrics"]
+    assert warnings == ["metrics: could not record showoff_consumer_retries_total: "
+                        "[Errno 28] No space left on device"]
