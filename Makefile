@@ -35,7 +35,9 @@ topics: migrate
 ## run: the whole system (services, migrations, topics, then every process in the Procfile).
 run: topics
 	$(PY) manage.py collectstatic --noinput -v0
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start -f Procfile
+	rm -rf .local/prometheus && mkdir -p .local/prometheus
+	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.local/prometheus PATH=$(CURDIR)/$(VENV)/bin:$$PATH \
+		$(VENV)/bin/honcho start -f Procfile
 
 test-deps:
 	scripts/install-test-deps
