@@ -24,6 +24,7 @@ import logging
 import signal
 import time
 import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -137,6 +138,9 @@ class Relay:
         self._checkpoint_partition = 0
         self._topic_names = {t: topic_name(t) for t in TOPICS}
         self._last_lock_check = 0.0
+        # The next batch is read on a second connection while Kafka commits this one.
+        self._pool: ThreadPoolExecutor | None = None
+        self._prefetch: tuple[Position, Future] | None = None
         self._last_summary = time.monotonic()
         self._summary_events = 0
 
@@ -189,6 +193,12 @@ class Relay:
 
     def close(self) -> None:
         self._log_summary(final=True)
+        self._discard_prefetch()
+        if self._pool is not None:
+            # The lambda resolves `connection` in the prefetch thread: its own connection.
+            self._pool.submit(lambda: connection.close()).result()
+            self._pool.shutdown(wait=True)
+            self._pool = None
         if self.producer is not None:
             self.producer.flush(5)
             self.producer = None
@@ -243,7 +253,7 @@ class Relay:
             return ""
         return f" AND shard_hash %% {self.shard.shards:d} = {self.shard.shard:d}"
 
-    def fetch(self) -> list[tuple]:
+    def fetch(self, position: Position | None = None) -> list[tuple]:
         sql = (
             # The text copy of txid gets its own name: `ORDER BY txid` must sort the xid8
             # column, not a text output column of the same name ("10" < "9").
@@ -256,8 +266,36 @@ class Relay:
         # Autocommit: a single read-only statement, no transaction id of our own, so the
         # relay never holds back its own snapshot horizon (DESIGN.md §8).
         with connection.cursor() as cur:
-            cur.execute(sql, [str(self.position[0]), self.position[1], self.batch_size])
+            txid, last_id = position or self.position
+            cur.execute(sql, [str(txid), last_id, self.batch_size])
             return cur.fetchall()
+
+    def _start_prefetch(self, after: Position) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="relay-prefetch")
+
+        def read() -> list[tuple]:
+            close_old_connections()  # this thread's own connection, as a request would
+            return self.fetch(after)
+
+        self._prefetch = (after, self._pool.submit(read))
+
+    def _take_prefetch(self) -> list[tuple] | None:
+        """Rows read during the last commit, if they follow the current position."""
+        if self._prefetch is None:
+            return None
+        after, future = self._prefetch
+        self._prefetch = None
+        if after != self.position:
+            future.cancel()
+            return None
+        rows = future.result()  # a DatabaseError surfaces here, as from fetch()
+        return rows or None  # nothing then: read again, more may have committed since
+
+    def _discard_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch[1].cancel()
+            self._prefetch = None
 
     def _has_pending(self) -> bool:
         sql = (
@@ -501,7 +539,7 @@ class Relay:
     def step(self) -> int:
         """Deliver at most one batch; returns the number of events committed to Kafka."""
         self._check_lock()
-        rows = self.fetch()
+        rows = self._take_prefetch() or self.fetch()
         if not rows:
             return 0
         last_txid, last_id = int(rows[-1][1]), rows[-1][0]
@@ -518,8 +556,11 @@ class Relay:
             }).encode()
             self._produce(self._checkpoint_topic, self.shard.checkpoint_key, checkpoint, None,
                           partition=self._checkpoint_partition)
+            if len(rows) == self.batch_size:
+                self._start_prefetch((last_txid, last_id))  # overlaps the commit below
             self._commit()
         except KafkaException as exc:
+            self._discard_prefetch()
             err = exc.args[0]
             if err.fatal():
                 raise Fenced(self._fatal_message(err)) from None
@@ -537,6 +578,7 @@ class Relay:
             self._rebuild(err.str())
             return 0
         except IndefiniteOutcome as exc:
+            self._discard_prefetch()
             self._rebuild(str(exc))
             return 0
         self.position = (last_txid, last_id)
