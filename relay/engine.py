@@ -547,7 +547,7 @@ class Relay:
         try:
             self.producer.begin_transaction()
             for _id, _txid, topic, key, headers, payload in rows:
-                hdrs = [(k, v.encode()) for k, v in json.loads(headers).items()]
+                hdrs = json.loads(headers)  # a dict of str: librdkafka encodes the values
                 self._produce(self._topic_names.get(topic) or topic_name(topic), key.encode(),
                               payload.encode(), hdrs)
             checkpoint = json.dumps({
