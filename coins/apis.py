@@ -10,11 +10,12 @@ from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from showoff.drf import CursorPage
 
 from . import selectors, services
 from .errors import CoinsError
@@ -61,10 +62,9 @@ def _page_of(name: str, item: serializers.Serializer):
     })
 
 
-class HistoryPagination(CursorPagination):
+class HistoryPagination(CursorPage):
     ordering = "-id"
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 200
 
 

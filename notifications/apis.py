@@ -7,13 +7,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from showoff.drf import object_id
+from showoff.drf import CursorPage, object_id
 
 from . import kinds, selectors, services
 from .kinds import Channel
@@ -29,10 +28,9 @@ class JsonApi(APIView):
 # --- in-app ---------------------------------------------------------------------------------
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(CursorPage):
     ordering = "-id"
     page_size = 30
-    page_size_query_param = "page_size"
     max_page_size = 100
 
 

@@ -11,16 +11,18 @@ maps each field (or `non_field_errors`) to its messages.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, throttling
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework import exceptions, pagination, throttling
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
@@ -65,6 +67,56 @@ def object_id(value: int, what: str = "object") -> int:
     return value
 
 
+class InvalidCursor(exceptions.APIException):
+    status_code = 400
+    default_code = "invalid_cursor"
+    default_detail = ("This cursor was not given out by this list, or it was altered; start "
+                      "again from the first page (no cursor).")
+
+
+class CursorPage(pagination.CursorPagination):
+    """Every cursor-paged list of the API: opaque `next` / `previous` links, and a cursor this
+    list did not give out (not base64, junk, a position of the wrong type for the ordering
+    field, out of range) is a 400 `invalid_cursor`, never a 404 or a database error.
+
+    Subclasses set `ordering`, `page_size` and `max_page_size`."""
+
+    page_size_query_param = "page_size"
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self._model = queryset.model  # decode_cursor checks the position against its field
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        encoded = request.query_params.get(self.cursor_query_param)
+        try:
+            # Strict base64: DRF's lenient decode drops foreign characters, so junk would
+            # quietly become the first page.
+            if encoded is not None:
+                base64.b64decode(encoded.encode("ascii"), validate=True)
+            cursor = super().decode_cursor(request)
+        except (exceptions.NotFound, ValueError):
+            raise InvalidCursor()
+        if cursor is None or cursor.position is None:
+            return cursor
+        name = self.ordering[0].lstrip("-")
+        try:
+            field = self._model._meta.get_field(name)
+        except FieldDoesNotExist:
+            return cursor  # an annotation: the database compares it
+        try:
+            # The ordering fields here are ids and timestamps: their own validators bound ids
+            # to the column's range, and a timestamp we hand out always has its zone.
+            value = field.to_python(cursor.position)
+            for validator in field.validators:
+                validator(value)
+        except (DjangoValidationError, TypeError, ValueError, OverflowError):
+            raise InvalidCursor()
+        if getattr(value, "tzinfo", False) is None:
+            raise InvalidCursor()
+        return cursor
+
+
 class _RatesFromSettings:
     """DRF copies DEFAULT_THROTTLE_RATES at import; read it per request so overrides apply."""
 
@@ -105,6 +157,44 @@ class ScopedIPThrottle(_RatesFromSettings, throttling.SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = 413
+    default_code = "request_too_large"
+
+
+def _human_bytes(n: int) -> str:
+    for unit, size in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+    return f"{n} bytes"
+
+
+def request_too_large() -> RequestTooLarge:
+    return RequestTooLarge(f"The request body is larger than the "
+                           f"{_human_bytes(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)} this endpoint "
+                           "accepts.")
+
+
+# An error message repeats at most this many characters of what the client sent (DRF's
+# messages quote the input: a 100 KB value must not come back as a 100 KB error).
+ECHO_LIMIT = 300
+
+
+def cap_echo(value: Any, limit: int = ECHO_LIMIT) -> Any:
+    """`value` (a message, or lists and dicts of them) with each long string cut in the middle,
+    saying how much was cut: the start and the end (where DRF puts the reason) stay."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        half = limit // 2
+        return f"{value[:half]}…[{len(value) - limit:,} characters cut]…{value[-half:]}"
+    if isinstance(value, dict):
+        return {cap_echo(k, limit): cap_echo(v, limit) for k, v in value.items()}
+    if isinstance(value, list):
+        return [cap_echo(v, limit) for v in value]
+    return value
+
+
 _TYPES = {
     exceptions.ValidationError: "validation_error",
     exceptions.ParseError: "parse_error",
@@ -138,6 +228,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         exc = exceptions.NotFound(str(exc) or None)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, RequestDataTooBig):
+        exc = request_too_large()
     elif isinstance(exc, SuspiciousOperation):
         # Too many form fields, a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a malformed
         # multipart request: the client's input, not our bug.
@@ -175,7 +267,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             body["detail"] = str(exc.detail)
     if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
         body["retry_after"] = int(exc.wait)
-    response.data = body
+    response.data = cap_echo(body)
     return response
 
 
@@ -198,10 +290,12 @@ ERROR_SCHEMA = {
 }
 
 _ERROR_RESPONSES = {
-    "400": "Invalid input; `errors` names each field and its problem.",
+    "400": "Invalid input; `errors` names each field and its problem (`invalid_cursor`: a "
+           "pagination cursor this list did not give out).",
     "401": "Not signed in, or the token is invalid, expired or revoked.",
     "403": "Signed in but not allowed to do this.",
     "404": "No such object (or it was deleted).",
+    "413": "The request body is larger than DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) allows.",
     "415": "The body's content type is not one this operation accepts.",
     "429": "Too many requests; retry after `retry_after` seconds.",
 }
@@ -219,10 +313,10 @@ def document_error_responses(result, generator, request, public):
             wanted = ["401", "403", "429"]
             if method != "get" or operation.get("parameters"):
                 wanted.append("400")
-            if "{" in path or operation.get("parameters"):
-                wanted.append("404")  # a missing object, or a stale pagination cursor
+            if "{" in path:
+                wanted.append("404")
             if "requestBody" in operation:
-                wanted.append("415")
+                wanted.extend(["413", "415"])
             for status in wanted:
                 responses.setdefault(status, {
                     "description": _ERROR_RESPONSES[status],
@@ -238,13 +332,36 @@ def document_error_responses(result, generator, request, public):
 # --- URLs that match no view: JSON under /api/, Django's pages elsewhere -----------------------
 
 
+NOT_FOUND = {"type": "not_found", "detail": "No such endpoint or object."}
+
+
+@csrf_exempt  # any method: the answer is the same 404 and nothing changes
+def api_not_found(request, unmatched: str = ""):
+    """The last route under /api/: any path no view matched gets the JSON 404 whatever DEBUG
+    says (Django's own 404 handler is replaced by an HTML debug page when DEBUG is on). A path
+    that exists with a trailing slash says so, since a redirect would lose a POST's body."""
+    from django.http import JsonResponse
+    from django.urls import Resolver404, resolve
+
+    path = request.path
+    if not path.endswith("/"):
+        try:
+            match = resolve(path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            return JsonResponse({"type": "not_found",
+                                 "detail": f"No such endpoint: {path}. Did you mean {path}/ "
+                                           "(with the trailing slash)?"}, status=404)
+    return JsonResponse(NOT_FOUND, status=404)
+
+
 def page_not_found(request, exception=None):
     from django.http import JsonResponse
     from django.views import defaults
 
     if request.path.startswith("/api/"):
-        return JsonResponse({"type": "not_found", "detail": "No such endpoint or object."},
-                            status=404)
+        return JsonResponse(NOT_FOUND, status=404)
     return defaults.page_not_found(request, exception)
 
 

@@ -1,0 +1,1 @@
+from accounts.tests.fixtures import alice, anon, as_alice, bob  # noqa: F401
