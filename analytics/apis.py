@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from posts.models import Post
 from posts.selectors import post_get
-from showoff.drf import client_ip, object_id
+from showoff.drf import cap_echo, client_ip, object_id
 
 from . import selectors, services
 from .metrics import METRICS, PERF_METRICS
@@ -98,6 +98,16 @@ class IngestOutputSerializer(serializers.Serializer):
     results = ItemResultSerializer(many=True)
 
 
+def _echo_id(client_id):
+    """The item's id as sent when it is a string or a number (capped); any other shape is
+    not an id and is answered as null (the result's `index` still names the item)."""
+    if isinstance(client_id, str):
+        return cap_echo(client_id)
+    if isinstance(client_id, int | float) and not isinstance(client_id, bool):
+        return client_id
+    return None
+
+
 class ClientEventsApi(APIView):
     """Accept a batch of client behaviour and performance events."""
 
@@ -121,8 +131,10 @@ class ClientEventsApi(APIView):
             "accepted": sum(r.status == "accepted" for r in results),
             "duplicates": sum(r.status == "duplicate" for r in results),
             "rejected": sum(r.status == "rejected" for r in results),
-            "results": [{"index": r.index, "id": r.id, "status": r.status,
-                         "event_id": r.event_id, "errors": r.errors} for r in results],
+            # A rejected item's id and messages may quote a huge input: capped (showoff/drf.py).
+            "results": [{"index": r.index, "id": _echo_id(r.id), "status": r.status,
+                         "event_id": r.event_id, "errors": cap_echo(r.errors)}
+                        for r in results],
         }
         return Response(IngestOutputSerializer(body).data)
 
