@@ -23,10 +23,14 @@ from pathlib import Path
 from django.conf import settings
 from django.core import signing
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_safe
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, serializers, status
@@ -287,7 +291,7 @@ def _own_session(request, session_id) -> UploadSession:
 class UploadSessionCreateApi(APIView):
     class UploadSessionCreateInputSerializer(serializers.Serializer):
         size = serializers.IntegerField(min_value=1)
-        filename = serializers.CharField(max_length=255, required=False, allow_blank=True,
+        filename = serializers.CharField(max_length=1024, required=False, allow_blank=True,
                                          default="")
         title = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                       default="")
@@ -389,21 +393,59 @@ def _chunks(path: str, start: int, length: int, block: int = 256 * 1024):
             yield data
 
 
-@require_safe
+def _file_error(status_code: int, type_: str, detail: str) -> JsonResponse:
+    # The API's error shape here too: this view is plain Django (it streams bytes), not DRF.
+    return JsonResponse({"type": type_, "detail": detail}, status=status_code)
+
+
+def _method_not_allowed(request) -> JsonResponse | None:
+    if request.method in ("GET", "HEAD"):
+        return None
+    response = _file_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+    response["Allow"] = "GET, HEAD"
+    return response
+
+
 def serve_file(request, token: str):
     """The file a signed token names. The token is the permission: the API checked who may see
     the video when it handed the link out, as S3 does with a presigned URL."""
+    if (refused := _method_not_allowed(request)) is not None:
+        return refused
     try:
         name = media_storage.name_from_token(token)
     except signing.SignatureExpired:
-        return HttpResponse("This link has expired; fetch the video again for a new one.\n",
-                            status=403, content_type="text/plain")
+        return _file_error(403, "link_expired", "This link has expired; fetch the video again "
+                                                "for a new one.")
     except signing.BadSignature:
-        raise Http404("no such file")
+        return _file_error(404, "not_found", "No such file.")
     storage = media_storage.video_storage()
     if not media_storage.is_local(storage) or not storage.exists(name):
-        raise Http404("no such file")
-    path = storage.path(name)
+        return _file_error(404, "not_found", "No such file.")
+    return _local_file_response(request, storage.path(name), name,
+                                cache_control="private, max-age=3600")
+
+
+def serve_public(request, name: str):
+    """A public image (an avatar) at its stable URL: the file with local storage, a redirect
+    to a fresh presigned (or CDN) URL with S3. Every upload gets a new name, so browsers and
+    CDNs may keep it forever."""
+    if (refused := _method_not_allowed(request)) is not None:
+        return refused
+    storage = media_storage.video_storage()
+    if (not name.startswith(media_storage.PUBLIC_PREFIXES) or ".." in name.split("/")
+            or not storage.exists(name)):
+        return _file_error(404, "not_found", "No such file.")
+    if not media_storage.is_local(storage):
+        response = HttpResponseRedirect(storage.url(name))
+        # The presigned target expires: never cache the redirect longer than half its life.
+        response["Cache-Control"] = f"public, max-age={settings.MEDIA_URL_EXPIRE_SECONDS // 2}"
+        return response
+    return _local_file_response(request, storage.path(name), name,
+                                cache_control="public, max-age=31536000, immutable")
+
+
+def _local_file_response(request, path: str, name: str, *, cache_control: str):
+    """The bytes of a local file, with HTTP Range (video players seek with it)."""
     size = os.path.getsize(path)
     ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     match = _BYTES.match(request.headers.get("Range", "").strip())
@@ -415,7 +457,8 @@ def serve_file(request, token: str):
             start = max(0, size - int(match[2]))
             end = size - 1
         if start >= size or end < start:
-            response = HttpResponse(status=416)
+            response = _file_error(416, "range_not_satisfiable",
+                                   f"The file has {size} bytes; ask for a range inside it.")
             response["Content-Range"] = f"bytes */{size}"
             return response
         length = end - start + 1
@@ -426,5 +469,5 @@ def serve_file(request, token: str):
     else:
         response = FileResponse(open(path, "rb"), content_type=ctype)  # noqa: SIM115
     response["Accept-Ranges"] = "bytes"
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = cache_control
     return response

@@ -150,7 +150,8 @@ def test_file_links_are_tamper_proof_and_expire(ready_video, settings):
     settings.MEDIA_URL_EXPIRE_SECONDS = -1
     expired = APIClient().get(url)
     assert expired.status_code == 403
-    assert b"expired" in expired.content
+    assert expired.json() == {"type": "link_expired", "detail": "This link has expired; fetch "
+                              "the video again for a new one."}
 
 
 def test_status_filter_is_validated(api):
