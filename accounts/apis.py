@@ -37,7 +37,7 @@ class PublicUserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_avatar_url(self, user: User) -> str | None:
-        return user.avatar.url if user.avatar else None
+        return _absolute(self.context.get("request"), services.avatar_url(user))
 
 
 class MeSerializer(PublicUserSerializer):
@@ -125,6 +125,13 @@ class PhoneVerifyInputSerializer(PhoneCodeInputSerializer):
                                   error_messages={"invalid": "The code is 6 digits."})
 
 
+def _absolute(request, url: str | None) -> str | None:
+    """Absolute URLs for clients (events and the database keep the site-relative path)."""
+    if url is None or request is None:
+        return url
+    return request.build_absolute_uri(url)
+
+
 def _valid(serializer_class, request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
@@ -147,7 +154,8 @@ class RegisterApi(APIView):
             username=data.get("username"), password=data["password"],
             email=data.get("email") or None, display_name=data.get("display_name", ""),
         )
-        return Response(MeSerializer(user).data, status=status.HTTP_201_CREATED)
+        return Response(MeSerializer(user, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class LoginApi(APIView):
@@ -164,7 +172,7 @@ class LoginApi(APIView):
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
         return Response({"access": tokens.access, "refresh": tokens.refresh,
-                         "user": MeSerializer(user).data})
+                         "user": MeSerializer(user, context={"request": request}).data})
 
 
 class RefreshApi(TokenRefreshView):
@@ -200,14 +208,14 @@ class LogoutApi(APIView):
 class MeApi(APIView):
     @extend_schema(tags=["profile"], responses={200: MeSerializer})
     def get(self, request):
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(request.user, context={"request": request}).data)
 
     @extend_schema(tags=["profile"], request=ProfileUpdateInputSerializer,
                    responses={200: MeSerializer})
     def patch(self, request):
         data = _valid(ProfileUpdateInputSerializer, request)
         services.user_profile_update(user=request.user, **data)
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(request.user, context={"request": request}).data)
 
 
 class AvatarApi(APIView):
@@ -218,7 +226,7 @@ class AvatarApi(APIView):
     def put(self, request):
         data = _valid(AvatarInputSerializer, request)
         url = services.user_avatar_set(user=request.user, avatar=data["avatar"])
-        return Response({"avatar_url": url})
+        return Response({"avatar_url": _absolute(request, url)})
 
     @extend_schema(tags=["profile"], request=None, responses={200: AvatarOutputSerializer})
     def delete(self, request):
@@ -235,7 +243,7 @@ class UserDetailApi(APIView):
             user = selectors.user_public_get(user_id=object_id(user_id, "user"))
         except User.DoesNotExist:
             raise NotFound("No such user.")
-        return Response(PublicUserSerializer(user).data)
+        return Response(PublicUserSerializer(user, context={"request": request}).data)
 
 
 # --- account changes ----------------------------------------------------------------------
@@ -248,7 +256,7 @@ class EmailChangeApi(APIView):
         data = _valid(EmailChangeInputSerializer, request)
         services.user_email_change(user=request.user, password=data["password"],
                                    new_email=data["new_email"])
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(request.user, context={"request": request}).data)
 
 
 class PasswordChangeApi(APIView):
@@ -308,4 +316,4 @@ class PhoneVerifyApi(APIView):
         data = _valid(PhoneVerifyInputSerializer, request)
         user = services.phone_code_verify(user=request.user, phone=data["phone"],
                                           code=data["code"])
-        return Response(MeSerializer(user).data)
+        return Response(MeSerializer(user, context={"request": request}).data)
