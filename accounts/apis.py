@@ -10,10 +10,11 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
-from showoff.drf import client_ip, object_id
+from showoff.drf import InputSerializer, StrictJsonTypes, client_ip, object_id
 
 from . import selectors, services
 from .authentication import revoke_access_token
@@ -53,7 +54,7 @@ class MeSerializer(PublicUserSerializer):
         return user.phone_verified_at is not None
 
 
-class RegisterInputSerializer(serializers.Serializer):
+class RegisterInputSerializer(InputSerializer):
     username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()],
                                      required=False, help_text="Optional when an email is "
                                      "given (then derived from it).")
@@ -63,7 +64,7 @@ class RegisterInputSerializer(serializers.Serializer):
     display_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
 
 
-class LoginInputSerializer(serializers.Serializer):
+class LoginInputSerializer(InputSerializer):
     login = serializers.CharField(max_length=254, help_text="Username or email address.")
     password = serializers.CharField(write_only=True, max_length=128)
 
@@ -77,16 +78,16 @@ class LoginOutputSerializer(TokenPairSerializer):
     user = MeSerializer()
 
 
-class LogoutInputSerializer(serializers.Serializer):
+class LogoutInputSerializer(InputSerializer):
     refresh = serializers.CharField(max_length=2000)
 
 
-class ProfileUpdateInputSerializer(serializers.Serializer):
+class ProfileUpdateInputSerializer(InputSerializer):
     display_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
     bio = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class AvatarInputSerializer(serializers.Serializer):
+class AvatarInputSerializer(InputSerializer):
     avatar = serializers.FileField(help_text="JPEG, PNG, WebP or GIF, at most "
                                    "ACCOUNTS_AVATAR_MAX_BYTES and 4096 pixels a side.")
 
@@ -95,21 +96,21 @@ class AvatarOutputSerializer(serializers.Serializer):
     avatar_url = serializers.CharField(allow_null=True)
 
 
-class EmailChangeInputSerializer(serializers.Serializer):
+class EmailChangeInputSerializer(InputSerializer):
     new_email = serializers.EmailField()
     password = serializers.CharField(write_only=True, max_length=128)
 
 
-class PasswordChangeInputSerializer(serializers.Serializer):
+class PasswordChangeInputSerializer(InputSerializer):
     old_password = serializers.CharField(write_only=True, max_length=128)
     new_password = serializers.CharField(write_only=True, max_length=128)
 
 
-class PasswordConfirmInputSerializer(serializers.Serializer):
+class PasswordConfirmInputSerializer(InputSerializer):
     password = serializers.CharField(write_only=True, max_length=128)
 
 
-class PhoneCodeInputSerializer(serializers.Serializer):
+class PhoneCodeInputSerializer(InputSerializer):
     phone = serializers.RegexField(PHONE_REGEX, help_text=PHONE_HELP, error_messages={
         "invalid": "Enter the phone number in international format, for example "
                    "+14155550123."})
@@ -175,10 +176,15 @@ class LoginApi(APIView):
                          "user": MeSerializer(user, context={"request": request}).data})
 
 
+class RefreshInputSerializer(StrictJsonTypes, TokenRefreshSerializer):
+    pass
+
+
 class RefreshApi(TokenRefreshView):
     """Exchange a refresh token for a new pair; the old refresh token is revoked (rotation)."""
 
     throttle_scope = "login"
+    serializer_class = RefreshInputSerializer
 
     @extend_schema(tags=["auth"])
     def post(self, request, *args, **kwargs):

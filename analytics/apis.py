@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from posts.models import Post
 from posts.selectors import post_get
-from showoff.drf import cap_echo, client_ip, object_id
+from showoff.drf import InputSerializer, cap_echo, client_ip, object_id
 
 from . import selectors, services
 from .metrics import METRICS, PERF_METRICS
@@ -53,7 +53,7 @@ class IngestThrottle(throttling.SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
-class EventBatchInputSerializer(serializers.Serializer):
+class EventBatchInputSerializer(InputSerializer):
     device_id = serializers.RegexField(
         r"^[A-Za-z0-9._:-]{1,64}$", max_length=64,
         help_text="The app installation: stable per install, letters, digits and . _ : -.",

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from showoff.drf import CursorPage
+from showoff.drf import CursorPage, InputSerializer
 
 from . import selectors, services
 from .errors import CoinsError
@@ -147,7 +147,7 @@ class PackageListApi(CoinsApi):
         return Response(PackageOutput(CoinPackage.objects.filter(active=True), many=True).data)
 
 
-class PurchaseInput(serializers.Serializer):
+class PurchaseInput(InputSerializer):
     package_id = serializers.PrimaryKeyRelatedField(
         queryset=CoinPackage.objects.filter(active=True), source="package",
         error_messages={"does_not_exist": "No coin package {pk_value} is on sale."},
@@ -238,7 +238,7 @@ class PaymentWebhookApi(APIView):
 # --- transfers and tips ----------------------------------------------------------------------
 
 
-class TransferInput(serializers.Serializer):
+class TransferInput(InputSerializer):
     recipient_id = serializers.PrimaryKeyRelatedField(
         queryset=User.objects.all(), source="recipient", required=False, allow_null=True,
         help_text="Required unless post_id is given (a tip goes to the post's author).",
@@ -295,7 +295,7 @@ class TransferCreateApi(CoinsApi):
 # --- rewards ---------------------------------------------------------------------------------
 
 
-class RewardClaimInput(serializers.Serializer):
+class RewardClaimInput(InputSerializer):
     rule = serializers.SlugField(max_length=64)
 
 
@@ -322,7 +322,7 @@ class RewardClaimApi(CoinsApi):
 # --- withdrawals -----------------------------------------------------------------------------
 
 
-class WithdrawalInput(serializers.Serializer):
+class WithdrawalInput(InputSerializer):
     amount = serializers.IntegerField(max_value=MAX_COINS)
     destination = serializers.CharField(max_length=255)
 

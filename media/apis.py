@@ -38,6 +38,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from showoff.drf import InputSerializer
+
 from . import selectors, services
 from . import storage as media_storage
 from .models import UploadSession, Video
@@ -189,7 +191,7 @@ def _too_large() -> exceptions.ValidationError:
 class VideoListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    class VideoUploadInputSerializer(serializers.Serializer):
+    class VideoUploadInputSerializer(InputSerializer):
         file = serializers.FileField(allow_empty_file=False)
         title = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                       default="")
@@ -289,7 +291,7 @@ def _own_session(request, session_id) -> UploadSession:
 
 
 class UploadSessionCreateApi(APIView):
-    class UploadSessionCreateInputSerializer(serializers.Serializer):
+    class UploadSessionCreateInputSerializer(InputSerializer):
         size = serializers.IntegerField(min_value=1)
         filename = serializers.CharField(max_length=1024, required=False, allow_blank=True,
                                          default="")

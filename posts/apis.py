@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.apis import PublicUserSerializer
-from showoff.drf import CursorPage, client_ip, object_id
+from showoff.drf import CursorPage, InputSerializer, client_ip, object_id
 
 from . import selectors, services
 from .models import Comment, Post
@@ -32,7 +32,7 @@ class PostSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PostCreateInputSerializer(serializers.Serializer):
+class PostCreateInputSerializer(InputSerializer):
     text = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="",
                                  trim_whitespace=False)
     video_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, allow_null=True,
@@ -40,7 +40,7 @@ class PostCreateInputSerializer(serializers.Serializer):
                                         help_text="A video from the media app (optional).")
 
 
-class PostUpdateInputSerializer(serializers.Serializer):
+class PostUpdateInputSerializer(InputSerializer):
     text = serializers.CharField(max_length=2000, allow_blank=True, required=False,
                                  trim_whitespace=False)
     video_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, allow_null=True,
@@ -56,7 +56,7 @@ class CommentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CommentCreateInputSerializer(serializers.Serializer):
+class CommentCreateInputSerializer(InputSerializer):
     text = serializers.CharField(max_length=2000)
 
 

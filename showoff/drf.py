@@ -14,15 +14,16 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import FieldDoesNotExist, RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, QueryDict
 from django.views.decorators.csrf import csrf_exempt
-from rest_framework import exceptions, pagination, throttling
+from rest_framework import exceptions, pagination, relations, serializers, throttling
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
@@ -193,6 +194,114 @@ def cap_echo(value: Any, limit: int = ECHO_LIMIT) -> Any:
     if isinstance(value, list):
         return [cap_echo(v, limit) for v in value]
     return value
+
+
+# --- strict JSON types on write endpoints --------------------------------------------------
+# DRF coerces: {"text": 12345} becomes "12345" and {"amount": "10"} becomes 10. A typed client
+# (and the OpenAPI schema) says a string is a string: a JSON body must carry each field in the
+# type the schema gives it, or the request is a 400 naming the field. Query strings and form
+# fields are text by nature and keep DRF's parsing.
+
+
+def _json_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else "an unknown value"
+
+
+_STRINGS = (serializers.CharField, serializers.DateField, serializers.DateTimeField,
+            serializers.TimeField, serializers.DurationField, serializers.UUIDField)
+
+
+def _expected_type(field: serializers.Field) -> tuple[tuple[type, ...], str] | None:
+    """The Python types a JSON value of this field may have, and how to say it; None: any."""
+    if isinstance(field, serializers.BooleanField):
+        return (bool,), "a boolean (true or false)"
+    if isinstance(field, serializers.IntegerField):
+        return (int,), "an integer"
+    if isinstance(field, serializers.FloatField | serializers.DecimalField):
+        return (int, float), "a number"
+    if isinstance(field, serializers.ChoiceField):
+        kinds = {type(choice) for choice in field.choices}
+        if kinds == {str}:
+            return (str,), "a string"
+        return ((int,), "an integer") if kinds == {int} else None
+    if isinstance(field, _STRINGS):
+        return (str,), "a string"
+    if isinstance(field, relations.PrimaryKeyRelatedField):
+        pk = field.get_queryset().model._meta.pk
+        integer = pk.get_internal_type() in ("AutoField", "BigAutoField", "IntegerField",
+                                             "BigIntegerField", "SmallAutoField")
+        return ((int,), "an integer") if integer else ((str,), "a string")
+    return None
+
+
+def _type_error(field: serializers.Field, value: Any) -> Any:
+    """The errors of one JSON value against its field (nested like DRF's), or None."""
+    if value is None or field.read_only:
+        return None  # allow_null and read-only are the field's own business
+
+    def wrong(expected: str) -> list:
+        return [exceptions.ErrorDetail(f"Expected {expected}, got {_json_name(value)}.",
+                                       code="invalid_type")]
+
+    if isinstance(field, serializers.ListSerializer | serializers.ListField
+                  | serializers.MultipleChoiceField | relations.ManyRelatedField):
+        if not isinstance(value, list):
+            return wrong("an array")
+        child = getattr(field, "child", None) or getattr(field, "child_relation", None)
+        if child is None:
+            return None
+        errors = {i: e for i, item in enumerate(value) if (e := _type_error(child, item))}
+        return errors or None
+    if isinstance(field, serializers.Serializer):
+        if not isinstance(value, dict):
+            return wrong("an object")
+        return json_type_errors(field.fields, value) or None
+    if isinstance(field, serializers.DictField):
+        if not isinstance(value, dict):
+            return wrong("an object")
+        errors = {k: e for k, v in value.items() if (e := _type_error(field.child, v))}
+        return errors or None
+    expected = _expected_type(field)
+    if expected is None:
+        return None
+    types, text = expected
+    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
+        return None
+    return wrong(text)
+
+
+def json_type_errors(fields: Mapping[str, serializers.Field], data: Mapping) -> dict:
+    return {name: error for name, field in fields.items()
+            if name in data and (error := _type_error(field, data[name]))}
+
+
+class StrictJsonTypes:
+    """Mixin for input serializers: a JSON body's values must have the schema's JSON types.
+    (`class FooInput(StrictJsonTypes, serializers.Serializer)`; nested serializers and list
+    items are checked from the top.)"""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping) and not isinstance(data, QueryDict):
+            errors = json_type_errors(self.fields, data)
+            if errors:
+                raise exceptions.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class InputSerializer(StrictJsonTypes, serializers.Serializer):
+    """The base of every write endpoint's input."""
 
 
 _TYPES = {

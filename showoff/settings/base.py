@@ -171,11 +171,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # Write endpoints take JSON, with strict types (showoff.drf.StrictJsonTypes); the file
+    # uploads (avatar, video) declare multipart themselves.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "showoff.drf.exception_handler",
     "NON_FIELD_ERRORS_KEY": "non_field_errors",
@@ -207,8 +205,19 @@ SIMPLE_JWT = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ShowOff.life API",
-    "DESCRIPTION": "Accounts, posts, likes, comments and views. Authenticate with "
-    "`Authorization: Bearer <access token>` from `POST /api/auth/login/`.",
+    "DESCRIPTION": (
+        "The ShowOff.life API: accounts and profiles, posts with likes, comments and views, "
+        "video uploads and transcoded renditions, coins (wallet, purchases, transfers and "
+        "tips, rewards, withdrawals), notifications (in-app, push devices, preferences) and "
+        "analytics (client event ingestion, post stats, staff metrics).\n\n"
+        "Authenticate with `Authorization: Bearer <access token>` from "
+        "`POST /api/auth/login/`.\n\n"
+        "Request bodies are JSON (`Content-Type: application/json`), except the file uploads "
+        "(`multipart/form-data`). Types are strict: each field must have the JSON type this "
+        "schema gives it (a string is never read as a number, nor a number as a string), or "
+        "the request is a 400 naming the field. Every error, under `/api/` and whatever the "
+        "status, is JSON in the `Error` shape."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/",
