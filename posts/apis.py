@@ -199,7 +199,7 @@ class PostCommentsApi(generics.ListAPIView):
 
     def get_queryset(self):
         post = _post_or_404(self.request, self.kwargs["post_id"])
-        return selectors.comment_list(post_id=post.pk)
+        return selectors.comment_list(post_id=post.pk, viewer=self.request.user)
 
     @extend_schema(tags=["comments"])
     def get(self, request, *args, **kwargs):

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "media",
     "notifications",
     "analytics",
+    "social",
 ]
 
 MIDDLEWARE = [
