@@ -305,7 +305,7 @@ class DeleteApi(APIView):
     @extend_schema(tags=["account"], request=PasswordConfirmInputSerializer,
                    responses={204: OpenApiResponse(description="Deleted.")})
     def post(self, request):
-        """Delete the account for good: personal data is removed (README "Accounts")."""
+        """Delete the account for good: personal data is removed (docs/api-accounts-posts.md)."""
         data = _valid(PasswordConfirmInputSerializer, request)
         services.user_delete(user=request.user, password=data["password"])
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -295,7 +295,7 @@ def user_delete(*, user: User, password: str) -> None:
     user's comments, follows (both ways), blocks and open reports; the user's posts are
     soft-deleted with their text cleared. Kept: the id
     (ledgers and other rows refer to it), likes and views (counts stay true; they now point at
-    an anonymous id). See README "Accounts".
+    an anonymous id). See docs/api-accounts-posts.md.
     """
     from posts.services import posts_erase_for_deleted_user
     from social.services import social_erase_for_deleted_user

@@ -49,7 +49,7 @@ register(
                 {"like_count": COUNT}),
     _post_event("post.commented", "A new comment.",
                 {"comment_id": ID, "text": TEXT_2000, "comment_count": COUNT}),
-    _post_event("post.viewed", "A counted view (README: one per viewer per post per window); "
-                "actor_id is null for an anonymous viewer.",
+    _post_event("post.viewed", "A counted view (one per viewer per post per window, see "
+                "docs/api-accounts-posts.md); actor_id is null for an anonymous viewer.",
                 {"view_count": COUNT}, anonymous_actor=True),
 )
