@@ -120,10 +120,14 @@ MEDIA_ROOT = BASE_DIR / env("MEDIA_ROOT", default=".local/media")  # relative to
 # --- cache and Redis -------------------------------------------------------------------------
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Throttle counters and revoked access tokens live here: one Redis shared by every web worker.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "showoff.cache.PrefixScopedRedisCache",
         "LOCATION": env("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1"),
+        # Lets several environments share one Redis database; cache.clear() then clears only
+        # this prefix's keys (showoff/cache.py).
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default=""),
     }
 }
 
