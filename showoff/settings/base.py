@@ -372,7 +372,11 @@ COINS_WITHDRAWAL_FEE_BPS = env.int("COINS_WITHDRAWAL_FEE_BPS", default=0)
 COINS_PAYMENT_PROVIDER = env("COINS_PAYMENT_PROVIDER", default="test")
 COINS_PAYOUT_PROVIDER = env("COINS_PAYOUT_PROVIDER", default="test")
 # HMAC-SHA256 secret shared with the payment provider; the webhook refuses everything unset.
-COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="")
+# Development (DEBUG on) has a well-known default so a fresh `make run` can buy coins with the
+# test provider; production.py never uses it.
+COINS_DEV_WEBHOOK_SECRET = "dev-webhook-secret-not-for-production"
+COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="") or (
+    COINS_DEV_WEBHOOK_SECRET if DEBUG else "")
 # A signed webhook older (or newer) than this many seconds is refused.
 COINS_PAYMENT_WEBHOOK_TOLERANCE = env.int("COINS_PAYMENT_WEBHOOK_TOLERANCE", default=300)
 # A post reaching this many likes earns its author the post_engagement reward (once per post).

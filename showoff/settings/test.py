@@ -8,6 +8,8 @@ from .base import *  # noqa: F403
 from .base import env
 
 DEBUG = False
+# As in production: no webhook secret unless a test sets one.
+COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # The real Redis cache, as in production (throttles and logout revocation shared by every
