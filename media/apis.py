@@ -10,6 +10,7 @@
   `Content-Range: bytes start-end/size` (as many as needed; 409 tells where to resume) →
   `POST uploads/<id>/complete/` → 201 with the video. `GET uploads/<id>/` tells the offset.
 - `GET files/<token>`: the bytes behind a signed URL (local storage only), with Range support.
+- `GET /media/<name>` (outside /api/): a public image (avatar) at its stable URL.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from django.http import (
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -209,7 +210,7 @@ class VideoListCreateApi(APIView):
                    responses={200: VideoOutputSerializer(many=True)})
     def get(self, request):
         status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in Video.Status.values:
+        if status_filter is not None and status_filter not in Video.Status.values:
             raise exceptions.ValidationError(
                 {"status": [f"Use one of: {', '.join(Video.Status.values)}."]})
         videos = selectors.video_list_for_owner(user=request.user, status=status_filter)[:100]
@@ -408,23 +409,52 @@ def _method_not_allowed(request) -> JsonResponse | None:
     return response
 
 
-def serve_file(request, token: str):
-    """The file a signed token names. The token is the permission: the API checked who may see
-    the video when it handed the link out, as S3 does with a presigned URL."""
-    if (refused := _method_not_allowed(request)) is not None:
-        return refused
-    try:
-        name = media_storage.name_from_token(token)
-    except signing.SignatureExpired:
-        return _file_error(403, "link_expired", "This link has expired; fetch the video again "
-                                                "for a new one.")
-    except signing.BadSignature:
-        return _file_error(404, "not_found", "No such file.")
-    storage = media_storage.video_storage()
-    if not media_storage.is_local(storage) or not storage.exists(name):
-        return _file_error(404, "not_found", "No such file.")
-    return _local_file_response(request, storage.path(name), name,
-                                cache_control="private, max-age=3600")
+class FileApi(APIView):
+    """`GET /api/media/files/<token>`: the file a signed token names, with HTTP Range. The token
+    is the permission: the API checked who may see the video when it handed the link out, as S3
+    does with a presigned URL, so there is no sign-in (and no throttle: players fetch ranges)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes: list = []
+
+    def perform_content_negotiation(self, request, force=False):
+        # Any Accept header is fine (a player's, an <img> tag's): the answer is the file, or a
+        # JSON error, never rendered from a negotiated type.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        tags=["media"], operation_id="media_files_retrieve",
+        parameters=[OpenApiParameter("token", str, OpenApiParameter.PATH,
+                                     pattern=r"^[A-Za-z0-9_.:-]+$",
+                                     description="The signed token of a URL the API gave out."),
+                    OpenApiParameter("Range", str, OpenApiParameter.HEADER,
+                                     description="bytes=<first>-<last>, bytes=<first>- or "
+                                                 "bytes=-<suffix length>.")],
+        responses={
+            (200, "video/mp4"): OpenApiTypes.BINARY,
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+            (206, "video/mp4"): OpenApiTypes.BINARY,
+            (206, "image/jpeg"): OpenApiTypes.BINARY,
+            403: OpenApiResponse(description="The link has expired (`link_expired`)."),
+            404: OpenApiResponse(description="No such file, or a tampered token."),
+            416: OpenApiResponse(description="The range is outside the file."),
+        },
+        summary="The bytes behind a signed rendition, thumbnail or preview URL",
+    )
+    def get(self, request, token: str):
+        try:
+            name = media_storage.name_from_token(token)
+        except signing.SignatureExpired:
+            return _file_error(403, "link_expired", "This link has expired; fetch the video "
+                                                    "again for a new one.")
+        except signing.BadSignature:
+            return _file_error(404, "not_found", "No such file.")
+        storage = media_storage.video_storage()
+        if not media_storage.is_local(storage) or not storage.exists(name):
+            return _file_error(404, "not_found", "No such file.")
+        return _local_file_response(request, storage.path(name), name,
+                                    cache_control="private, max-age=3600")
 
 
 def serve_public(request, name: str):

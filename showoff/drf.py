@@ -84,6 +84,17 @@ class CursorPage(pagination.CursorPagination):
 
     page_size_query_param = "page_size"
 
+    def get_page_size(self, request):
+        """`page_size` from 1 up (above `max_page_size` counts as the maximum); anything else
+        is a 400, as the schema's integer type says (DRF would quietly use the default)."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+            raise exceptions.ValidationError({self.page_size_query_param: [
+                f"A whole number from 1 to {self.max_page_size}."]})
+        return min(int(raw), self.max_page_size)
+
     def paginate_queryset(self, queryset, request, view=None):
         self._model = queryset.model  # decode_cursor checks the position against its field
         return super().paginate_queryset(queryset, request, view)
@@ -435,6 +446,84 @@ def document_error_responses(result, generator, request, public):
                 "description": "A bug on our side (logged).",
                 "content": {"application/json": {"schema": ref}},
             })
+    return result
+
+
+# --- OpenAPI links: what a client can call next with what an answer gave it ------------------
+
+_ID = "$response.body#/id"
+# (operation, status) -> {link name: (target operation, parameters, request body)}
+LINKS: dict[tuple[str, str], dict[str, tuple[str, dict, dict | None]]] = {
+    ("auth_register_create", "201"): {
+        "GetProfile": ("users_retrieve", {"user_id": _ID}, None),
+        "FollowUser": ("users_follow_create", {"user_id": _ID}, None),
+        "SendCoins": ("coins_transfers_create", {}, {"recipient_id": _ID}),
+    },
+    ("posts_create", "201"): {
+        "GetPost": ("posts_retrieve", {"post_id": _ID}, None),
+        "EditPost": ("posts_partial_update", {"post_id": _ID}, None),
+        "DeletePost": ("posts_destroy", {"post_id": _ID}, None),
+        "LikePost": ("posts_like_create", {"post_id": _ID}, None),
+        "CommentOnPost": ("posts_comments_create", {"post_id": _ID}, None),
+        "ListComments": ("posts_comments_list", {"post_id": _ID}, None),
+        "ViewPost": ("posts_views_create", {"post_id": _ID}, None),
+        "TipAuthor": ("coins_transfers_create", {}, {"post_id": _ID}),
+        "PostStats": ("analytics_posts_stats_retrieve", {"post_id": _ID}, None),
+        "ReportPost": ("reports_create", {}, {"target_type": "post", "target_id": _ID}),
+    },
+    ("posts_like_create", "200"): {
+        "UnlikePost": ("posts_like_destroy", {"post_id": "$request.path.post_id"}, None),
+    },
+    ("posts_comments_create", "201"): {
+        "DeleteComment": ("posts_comments_destroy", {"post_id": "$request.path.post_id",
+                                                     "comment_id": _ID}, None),
+    },
+    ("coins_purchases_create", "201"): {
+        "GetOrder": ("coins_purchases_retrieve", {"order_id": _ID}, None),
+    },
+    ("coins_withdrawals_create", "201"): {
+        "GetWithdrawal": ("coins_withdrawals_retrieve", {"withdrawal_id": _ID}, None),
+    },
+    ("media_uploads_create", "201"): {
+        "GetUpload": ("media_uploads_retrieve", {"session_id": _ID}, None),
+        "SendChunk": ("media_uploads_update", {"session_id": _ID}, None),
+        "CompleteUpload": ("media_uploads_complete_create", {"session_id": _ID}, None),
+    },
+    ("media_videos_create", "201"): {
+        "GetVideo": ("media_videos_retrieve", {"video_id": _ID}, None),
+    },
+    ("notifications_devices_create", "201"): {
+        "DeleteDevice": ("notifications_devices_destroy", {"device_id": _ID}, None),
+    },
+    ("notifications_bulk_create", "202"): {
+        "GetBulk": ("notifications_bulk_retrieve", {"bulk_id": _ID}, None),
+    },
+    ("users_follow_create", "200"): {
+        "Unfollow": ("users_follow_destroy", {"user_id": "$request.path.user_id"}, None),
+        "ListFollowers": ("users_followers_list", {"user_id": "$request.path.user_id"}, None),
+    },
+    ("users_block_create", "200"): {
+        "Unblock": ("users_block_destroy", {"user_id": "$request.path.user_id"}, None),
+    },
+}
+
+
+def add_links(result, generator, request, public):
+    """Spectacular post-processing hook: the OpenAPI links of `LINKS` (clients and the
+    stateful property-based run follow them). A link to an operation that is not in the schema
+    is an error here, not a silent gap."""
+    operations = {op["operationId"]: op for item in result.get("paths", {}).values()
+                  for op in item.values() if isinstance(op, dict) and "operationId" in op}
+    for (source, status), links in LINKS.items():
+        response = operations[source]["responses"][status]
+        for name, (target, parameters, body) in links.items():
+            assert target in operations, f"link {name}: no operation {target}"
+            link: dict[str, Any] = {"operationId": target}
+            if parameters:
+                link["parameters"] = parameters
+            if body is not None:
+                link["requestBody"] = body
+            response.setdefault("links", {})[name] = link
     return result
 
 

@@ -233,6 +233,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "showoff.drf.document_error_responses",
+        "showoff.drf.add_links",
     ],
 }
 

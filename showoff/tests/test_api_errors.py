@@ -159,3 +159,20 @@ def test_an_error_never_echoes_a_huge_input_back(as_alice):
     assert resp.json()["errors"]["platform"] == [
         full[:150] + f"…[{len(full) - 300:,} characters cut]…" + full[-150:]]
     assert len(resp.content) < 1_000
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page_size", ["abc", "1.5", "0", "-3", "١"])
+def test_a_page_size_that_is_not_a_whole_number_is_a_400(anon, page_size):
+    resp = anon.get("/api/posts/", {"page_size": page_size})
+    assert resp.status_code == 400
+    assert resp.json()["errors"] == {"page_size": ["A whole number from 1 to 100."]}
+
+
+@pytest.mark.django_db
+def test_a_page_size_above_the_maximum_reads_the_maximum(anon, alice):
+    for i in range(3):
+        post_services.post_create(author=alice, text=f"p{i}")
+    resp = anon.get("/api/posts/", {"page_size": "100000"})
+    assert resp.status_code == 200
+    assert len(resp.json()["results"]) == 3
