@@ -31,6 +31,9 @@ ALLOWED_HOSTS = [
     if h.strip()
 ]
 
+# No local Prometheus to assume in production: set PROMETHEUS_URL to the one that scrapes you.
+PROMETHEUS_URL = env("PROMETHEUS_URL", default="")
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 # Health probes come over plain HTTP from inside the cluster.
