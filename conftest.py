@@ -13,6 +13,7 @@ from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
 from relay import testing as kt
+from showoff.tests.redis_cache import redis_cache  # noqa: F401 - fixture for every app's tests
 
 
 @pytest.fixture
