@@ -16,6 +16,7 @@ api_patterns: list = [
     path("", include("accounts.urls")),
     path("", include("posts.urls")),
     path("", include("social.urls")),
+    path("search/", include("search.urls")),
     path("coins/", include("coins.urls")),
     path("media/", include("media.urls")),
     path("notifications/", include("notifications.urls")),

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "notifications",
     "analytics",
     "social",
+    "search",
 ]
 
 MIDDLEWARE = [
@@ -386,6 +387,12 @@ POSTS_VIEW_WINDOW_SECONDS = env.int("POSTS_VIEW_WINDOW_SECONDS", default=24 * 36
 # Only bench/posts_create.py turns this off, to measure what the outbox write costs; it is not
 # read from the environment so that no deployment can drop events by configuration.
 POSTS_PUBLISH_EVENTS = True
+
+# search (search/selectors.py, docs/api-search.md)
+# A posts query ranks at most this many of the newest matching posts (bounded work for common
+# words); a newer post gains 1 point of score (the whole relevance range) per this many seconds.
+SEARCH_POST_CANDIDATES = env.int("SEARCH_POST_CANDIDATES", default=1000)
+SEARCH_RECENCY_SECONDS = env.int("SEARCH_RECENCY_SECONDS", default=30 * 24 * 3600)
 
 # coins
 # Limits of one transfer or tip, in whole coins.
