@@ -329,6 +329,12 @@ METRICS_AUTH_TOKEN = env("METRICS_AUTH_TOKEN", default="")
 METRICS_ADDRESS = env("METRICS_ADDRESS", default="127.0.0.1")
 # A Celery worker serves its pool's metrics on this port (0: off; needs PROMETHEUS_MULTIPROC_DIR).
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+# The Prometheus that scrapes this deployment: the admin's Event pipeline page draws the last
+# hour and day from it (empty: no charts, the page says so). The default is the local one of
+# `scripts/services up prometheus`.
+PROMETHEUS_URL = env("PROMETHEUS_URL", default="http://127.0.0.1:9090")
+# Seconds the page waits for Prometheus before drawing without it.
+PROMETHEUS_TIMEOUT = env.float("PROMETHEUS_TIMEOUT", default=5.0)
 
 # accounts
 # Phone verification codes: lifetime, wrong tries before a lock, and the lock's length.
