@@ -3,9 +3,10 @@
 `/admin/pipeline/` shows, in one page:
 
 - health of the database, Kafka and Redis (showoff/health.py's checks);
-- relay shards: delivered position, last commit, backlog and the age of the oldest undelivered
-  event (relay/selectors.py), and the oldest open PostgreSQL transaction, which holds delivery
-  back while it lasts;
+- relay shards: position (the tick S_prev → S_cur being delivered and the cursor in it), the
+  last delivered row, last commit, backlog and the age of the oldest undelivered event
+  (relay/selectors.py), events set aside as too large, and the oldest open PostgreSQL
+  transaction (it no longer holds delivery back, but keeps vacuum from cleaning up);
 - topics under KAFKA_TOPIC_PREFIX with their partitions, leaders, in-sync replicas and end
   offsets (the `kafka topics --describe` code in relay/cli.py);
 - consumer groups of this environment with the lag per partition (`kafka groups --describe`),
@@ -43,7 +44,7 @@ from . import cli, dlq
 from .consumer import group_for
 from .kafka import KafkaDisabled, dlq_topic_name, topic_name
 from .registry import all_registrations
-from .selectors import oldest_open_transaction, shard_states
+from .selectors import oldest_open_transaction, set_aside_count, shard_states
 
 PERMISSION = "relay.view_relayposition"
 DLQ_PAGE_LIMIT = 500  # newest dead letters shown on the listing page
@@ -207,6 +208,7 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
     database_up = next(c for c in checks if c.name == "database").up
     shards = shard_states() if database_up else []
     holder = oldest_open_transaction() if database_up else None
+    set_aside = set_aside_count() if database_up else 0
     context = {
         **admin.site.each_context(request),
         "title": "Event pipeline",
@@ -214,6 +216,7 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "shards": shards,
         "holder": holder,
+        "set_aside": set_aside,
         "topics": topics,
         "groups": groups,
         "dead_letters": dead,
