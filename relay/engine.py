@@ -252,7 +252,7 @@ class Relay:
     def run(self, *, once: bool = False) -> None:
         """Run until SIGTERM (or, with `once`, until the backlog is delivered)."""
         ensure_enabled("run_relay")
-        metrics.relay_active.set(0, shard=self.shard.label)
+        metrics.relay_starting(self.shard.label)  # a standby until it holds the lock
         try:
             while not self.shutdown:
                 try:

@@ -16,7 +16,6 @@ from .position import START, Position
 class ShardState:
     shards: int
     shard: int
-    position: Position
     # The last delivered row (none yet, or none since a re-anchor or layout change).
     txid: int | None
     last_id: int | None
@@ -24,6 +23,8 @@ class ShardState:
     events_total: int
     backlog: int
     lag_seconds: float
+    # The tick (S_prev, S_cur) being delivered and the cursor in it (the database copy).
+    position: Position = Position(START, START)
 
     @property
     def s_prev(self) -> str:
