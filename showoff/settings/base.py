@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "analytics",
     "social",
     "search",
+    "feeds",
 ]
 
 MIDDLEWARE = [
@@ -398,6 +399,26 @@ POSTS_VIEW_WINDOW_SECONDS = env.int("POSTS_VIEW_WINDOW_SECONDS", default=24 * 36
 # Only bench/posts_create.py turns this off, to measure what the outbox write costs; it is not
 # read from the environment so that no deployment can drop events by configuration.
 POSTS_PUBLISH_EVENTS = True
+
+# feeds (docs/feeds.md)
+# Authors with more followers than this are not fanned out: their posts are merged into their
+# followers' feeds at read time (they stop being celebrities below 90% of it).
+FEEDS_CELEBRITY_FOLLOWERS = env.int("FEEDS_CELEBRITY_FOLLOWERS", default=100_000)
+# Fan-outs to at most this many followers are done in the consumer's own transaction; larger
+# ones by the fan-out worker (manage.py run_fanout), FEEDS_FANOUT_CHUNK followers per
+# transaction, taking turns between posts.
+FEEDS_FANOUT_INLINE = env.int("FEEDS_FANOUT_INLINE", default=1000)
+FEEDS_FANOUT_CHUNK = env.int("FEEDS_FANOUT_CHUNK", default=5000)
+# An idle fan-out worker checks for jobs at least this often (it is woken by NOTIFY anyway).
+FEEDS_FANOUT_POLL_SECONDS = env.float("FEEDS_FANOUT_POLL_SECONDS", default=1.0)
+# A new follow brings this many of the followee's latest posts into the follower's feed.
+FEEDS_BACKFILL_POSTS = env.int("FEEDS_BACKFILL_POSTS", default=50)
+# The trending feed: how many posts it ranks, and how often (seconds) it is recomputed.
+FEEDS_TRENDING_SIZE = env.int("FEEDS_TRENDING_SIZE", default=500)
+CELERY_BEAT_SCHEDULE["feeds-refresh-trending"] = {
+    "task": "feeds.refresh_trending",
+    "schedule": env.float("FEEDS_TRENDING_REFRESH_SECONDS", default=60.0),
+}
 
 # search (search/selectors.py, docs/api-search.md)
 # A posts query ranks at most this many of the newest matching posts (bounded work for common
