@@ -24,6 +24,7 @@ def test_compose_has_every_service():
     services = set(compose["services"])
     expected = {
         "postgres", "kafka", "kafka-ui", "redis", "migrate", "api", "relay", "worker", "beat",
+        "fanout",
         *{f"consume-{t}" for t in ["notification-events", "email-events", "sms-events",
                                    "video-processing", "analytics-events", "user-events",
                                    "post-events", "transaction-events"]},
