@@ -115,7 +115,8 @@ def test_the_production_prometheus_configuration_is_valid():
     config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]
     assert {job["job_name"] for job in config["scrape_configs"]} == {
-        "showoff-api", "showoff-relay", "showoff-consumers", "showoff-celery"}
+        "showoff-api", "showoff-relay", "showoff-consumers", "showoff-workers",
+        "showoff-celery"}
 
 
 def test_the_alertmanager_configuration_is_valid():
