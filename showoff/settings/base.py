@@ -162,6 +162,11 @@ KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
 KAFKA_REPLICATION_FACTOR = env.int("KAFKA_REPLICATION_FACTOR", default=1)
 KAFKA_MIN_INSYNC_REPLICAS = env.int("KAFKA_MIN_INSYNC_REPLICAS", default=1)
+# The largest Kafka record (key + value + headers + record and batch overhead) there is: `publish`
+# refuses an event whose record would be larger, the relay's producer uses it as
+# message.max.bytes and the topics as max.message.bytes, so that whatever publish accepts Kafka
+# accepts too. Raise it on brokers, topics and here together.
+KAFKA_MESSAGE_MAX_BYTES = env.int("KAFKA_MESSAGE_MAX_BYTES", default=1_000_000)
 
 # --- DRF -------------------------------------------------------------------------------------
 
@@ -288,6 +293,12 @@ RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)
 # Fallback poll when no NOTIFY arrives (seconds).
 RELAY_POLL_INTERVAL = env.float("RELAY_POLL_INTERVAL", default=1.0)
 RELAY_TRANSACTION_TIMEOUT_MS = env.int("RELAY_TRANSACTION_TIMEOUT_MS", default=60000)
+# How long the relay waits for init_transactions, a commit or an abort. A commit not confirmed
+# in time has an unknown outcome: the producer is rebuilt and the checkpoint re-read.
+RELAY_COMMIT_TIMEOUT_SECONDS = env.float("RELAY_COMMIT_TIMEOUT_SECONDS", default=30.0)
+# The shard lock is a lease: PostgreSQL ends the session of a relay silent this long (paused,
+# hung host), so a hot standby takes over within about this many seconds.
+RELAY_LOCK_LEASE_SECONDS = env.float("RELAY_LOCK_LEASE_SECONDS", default=10.0)
 RELAY_SUMMARY_INTERVAL = env.float("RELAY_SUMMARY_INTERVAL", default=60.0)
 RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 # How often a hot-standby relay retries the shard lock (seconds).
