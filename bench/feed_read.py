@@ -14,7 +14,9 @@ no network): a signed-in random user's first page (20 posts) and, every other re
 page its `next` link gives. Baseline, interleaved request by request: `GET
 /api/users/{author}/posts/` of a random author, one indexed range of one table (the posts),
 the same page size and post serializer. Per round: p50, p95, p99 of each; the JSON gives the
-medians over rounds and the ratio. Target: feed p99 <= 30 ms.
+medians over rounds and the ratio. Target: feed p99 <= 30 ms. Then the data path alone, the
+same way: `feeds.selectors.home_feed` against the baseline's queryset (no HTTP stack, no
+serializer), to show what the feed itself costs.
 
 Sanity checks (asserted): every feed page has 20 posts, newest first, with the celebrity's posts
 among them where their ids fall, and none of them is a timeline row of the celebrity.
@@ -199,6 +201,23 @@ def main() -> None:
         })
         print(f"round {r}: " + json.dumps({k: round(v, 2) for k, v in rounds[-1].items()}),
               file=sys.stderr)
+    # The data path alone (no HTTP stack, no serializer): the feed's selector against the
+    # baseline's queryset, interleaved, same page size.
+    from feeds.selectors import home_feed
+    from posts.selectors import post_list_by_author
+
+    data_feed, data_base = [], []
+    for _ in range(args.requests):
+        viewer = User.objects.get(pk=rnd.choice(data["readers"]))
+        started = time.perf_counter()
+        page, _more = home_feed(viewer=viewer, limit=20)
+        data_feed.append((time.perf_counter() - started) * 1000)
+        assert len(page) == 20
+        started = time.perf_counter()
+        page = list(post_list_by_author(author_id=rnd.choice(data["authors"]),
+                                        viewer=viewer)[:21])
+        data_base.append((time.perf_counter() - started) * 1000)
+        assert len(page) == 21
     # The celebrity wrote 1 post in 201: a reader's 20-post pages hold about 1 in 6 of its.
     assert celeb_posts > 0, "the celebrity's posts never showed up"
     from feeds.models import TimelineEntry
@@ -221,6 +240,12 @@ def main() -> None:
         "baseline_user_posts_p95_ms": med("baseline_p95_ms"),
         "baseline_user_posts_p99_ms": med("baseline_p99_ms"),
         "target_feed_p99_ms": 30,
+        "data_path_only": {
+            "feed_selector_p50_ms": round(percentile(data_feed, 50), 2),
+            "feed_selector_p99_ms": round(percentile(data_feed, 99), 2),
+            "baseline_queryset_p50_ms": round(percentile(data_base, 50), 2),
+            "baseline_queryset_p99_ms": round(percentile(data_base, 99), 2),
+        },
     }
     result["p50_ratio_vs_baseline"] = round(result["feed_p50_ms"]
                                             / result["baseline_user_posts_p50_ms"], 2)
