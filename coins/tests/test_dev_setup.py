@@ -61,7 +61,10 @@ def _settings_value(module: str, name: str, **env: str) -> subprocess.CompletedP
     child = {k: v for k, v in os.environ.items()
              if k not in {"DEBUG", "COINS_PAYMENT_WEBHOOK_SECRET", "DJANGO_SETTINGS_MODULE"}}
     child.update(DJANGO_SETTINGS_MODULE=module, SECRET_KEY="k" * 50,
-                 ALLOWED_HOSTS="api.example.com", **env)
+                 ALLOWED_HOSTS="api.example.com",
+                 ACCOUNTS_PASSWORD_RESET_URL="https://app.example.com/r?token={token}",
+                 ACCOUNTS_EMAIL_VERIFICATION_URL="https://app.example.com/v?token={token}",
+                 **env)
     return subprocess.run([sys.executable, "-c", "import django; django.setup(); "
                            f"from django.conf import settings; print(repr(settings.{name}))"],
                           cwd=ROOT, env=child, capture_output=True, text=True, timeout=60)

@@ -81,6 +81,8 @@ def _command(kind: str, port: int, workers: int | None) -> tuple[list[str], dict
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             # The container sits behind a TLS proxy; this test speaks plain HTTP to it.
             "SECURE_SSL_REDIRECT": "false",
+            "ACCOUNTS_PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+            "ACCOUNTS_EMAIL_VERIFICATION_URL": "https://app.example.com/verify?token={token}",
         }
     raise ValueError(kind)
 
