@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0002_profile_and_phone_verification'),
+        ('accounts', '0003_account_tokens_and_email_verification'),
     ]
 
     operations = [

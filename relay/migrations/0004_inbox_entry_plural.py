@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('relay', '0001_initial'),
+        ('relay', '0003_set_aside_event'),
     ]
 
     operations = [
