@@ -35,13 +35,16 @@ BAD_CURSORS = [
 ]
 
 
-def _cursor_paged_operations() -> list[str]:
+def _cursor_paged_operations() -> dict[str, dict[str, str]]:
+    """path -> the required query parameters (a search's `q`), for every cursor-paged list."""
     schema = SchemaGenerator().get_schema(request=None, public=True)
-    return sorted(
-        path for path, item in schema["paths"].items()
-        if any(p["name"] == "cursor" and p["in"] == "query"
-               for p in item.get("get", {}).get("parameters", []))
-    )
+    found = {}
+    for path, item in schema["paths"].items():
+        params = item.get("get", {}).get("parameters", [])
+        if any(p["name"] == "cursor" and p["in"] == "query" for p in params):
+            found[path] = {p["name"]: "hello" for p in params
+                           if p["in"] == "query" and p.get("required")}
+    return found
 
 
 @pytest.mark.django_db
@@ -63,17 +66,17 @@ def test_a_bad_cursor_is_a_400_invalid_cursor_on_every_cursor_paged_list(setting
     paths = _cursor_paged_operations()
     assert {"/api/posts/", "/api/notifications/", "/api/coins/history/",
             "/api/coins/withdrawals/"} <= set(paths)
-    for template in paths:
+    for template, required in sorted(paths.items()):
         try:
             path = template.format(**path_values)
         except KeyError as missing:
             pytest.fail(f"{template}: give this test a value for {missing}")
         # a cursor the list gave out still works (page_size=1 so there is a next page or none)
-        first = client.get(path, {"page_size": 1})
+        first = client.get(path, {**required, "page_size": 1})
         assert first.status_code == 200, (path, first.content)
         for cursor in BAD_CURSORS:
             # when
-            resp = client.get(path, {"cursor": cursor})
+            resp = client.get(path, {**required, "cursor": cursor})
             # then
             assert resp.status_code == 400, (path, cursor, resp.status_code, resp.content)
             assert resp.json() == {
