@@ -75,6 +75,18 @@ class InvalidCursor(exceptions.APIException):
                       "again from the first page (no cursor).")
 
 
+def page_size_param(request, *, default: int, maximum: int, name: str = "page_size") -> int:
+    """`?page_size=` of every paged list: a whole number from 1 (above `maximum` reads as the
+    maximum), the default when absent; anything else is a 400, as the schema's integer type
+    says (DRF would quietly use the default)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise exceptions.ValidationError({name: [f"A whole number from 1 to {maximum}."]})
+    return min(int(raw), maximum)
+
+
 class CursorPage(pagination.CursorPagination):
     """Every cursor-paged list of the API: opaque `next` / `previous` links, and a cursor this
     list did not give out (not base64, junk, a position of the wrong type for the ordering
@@ -85,15 +97,7 @@ class CursorPage(pagination.CursorPagination):
     page_size_query_param = "page_size"
 
     def get_page_size(self, request):
-        """`page_size` from 1 up (above `max_page_size` counts as the maximum); anything else
-        is a 400, as the schema's integer type says (DRF would quietly use the default)."""
-        raw = request.query_params.get(self.page_size_query_param)
-        if raw is None:
-            return self.page_size
-        if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
-            raise exceptions.ValidationError({self.page_size_query_param: [
-                f"A whole number from 1 to {self.max_page_size}."]})
-        return min(int(raw), self.max_page_size)
+        return page_size_param(request, default=self.page_size, maximum=self.max_page_size)
 
     def paginate_queryset(self, queryset, request, view=None):
         self._model = queryset.model  # decode_cursor checks the position against its field

@@ -165,10 +165,13 @@ def test_an_error_never_echoes_a_huge_input_back(as_alice):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("page_size", ["abc", "1.5", "0", "-3", "١"])
-def test_a_page_size_that_is_not_a_whole_number_is_a_400(anon, page_size):
-    resp = anon.get("/api/posts/", {"page_size": page_size})
-    assert resp.status_code == 400
+@pytest.mark.parametrize(("path", "query"), [("/api/posts/", {}),
+                                             ("/api/search/posts/", {"q": "x"}),
+                                             ("/api/feed/", {})])
+@pytest.mark.parametrize("page_size", ["abc", "1.5", "0", "-3", "١", "true"])
+def test_a_page_size_that_is_not_a_whole_number_is_a_400(as_alice, path, query, page_size):
+    resp = as_alice.get(path, {**query, "page_size": page_size})
+    assert resp.status_code == 400, resp.content
     assert resp.json()["errors"] == {"page_size": ["A whole number from 1 to 100."]}
 
 

@@ -32,7 +32,7 @@ from social import services as social_services
 from .fuzz import fuzz_operations, linked_operations, load_schema, run_stateful
 
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "25"))
-STATEFUL_EXAMPLES = int(os.environ.get("SCHEMATHESIS_STATEFUL_EXAMPLES", "30"))
+STATEFUL_EXAMPLES = int(os.environ.get("SCHEMATHESIS_STATEFUL_EXAMPLES", "60"))
 
 
 @pytest.fixture
