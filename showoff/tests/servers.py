@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -61,41 +62,28 @@ def compose_command(path: str, service: str) -> list[str]:
     return shlex.split(command.group(1))
 
 
-def _command(kind: str, port: int, workers: int | None) -> tuple[list[str], dict[str, str]]:
+def _command(kind: str, port: int, workers: int | None) -> list[str]:
     if kind == "make-run":
         argv = procfile_command("web")
         argv = [a.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for a in argv]
         if argv[0] == "python":
             argv[0] = sys.executable
-        return argv, {}
+        return argv
     if kind == "container":
         argv = compose_command("docker-compose.prod.yml", "api")
-        bind = argv.index("--bind")
-        argv[bind + 1] = f"127.0.0.1:{port}"
+        argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
         if workers is not None:
             argv[argv.index("--workers") + 1] = str(workers)
         argv[0] = str(Path(sys.executable).parent / argv[0])
-        return argv, {
-            "DJANGO_SETTINGS_MODULE": "showoff.settings.production",
-            "SECRET_KEY": "test-only-" + "x" * 40,
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            # The container sits behind a TLS proxy; this test speaks plain HTTP to it.
-            "SECURE_SSL_REDIRECT": "false",
-            "ACCOUNTS_PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
-            "ACCOUNTS_EMAIL_VERIFICATION_URL": "https://app.example.com/verify?token={token}",
-        }
+        return argv
     raise ValueError(kind)
 
 
-@contextmanager
-def web_server(kind: str, *, media_dir: Path, workers: int | None = None,
-               env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start the web process; yields its base URL (`http://127.0.0.1:<port>`)."""
-    port = free_port()
-    argv, extra = _command(kind, port, workers)
+def app_env(kind: str, *, media_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a process of the app as `kind` runs it (the web process, or a
+    `manage.py` command beside it): this test run's database, cache prefix and topic prefix."""
     child_env = {k: v for k, v in os.environ.items()
                  if k not in ("DJANGO_SETTINGS_MODULE", "DEBUG")}
-    prometheus = tempfile.mkdtemp(prefix="showoff-prom-")
     child_env.update({
         "DATABASE_URL": database_url(),
         "CACHE_KEY_PREFIX": settings.CACHES["default"]["KEY_PREFIX"],
@@ -103,11 +91,36 @@ def web_server(kind: str, *, media_dir: Path, workers: int | None = None,
         "MEDIA_STORAGE_LOCATION": str(media_dir),
         "MEDIA_UPLOAD_CHUNK_DIR": str(media_dir / "chunks"),
         "KAFKA_TOPIC_PREFIX": settings.KAFKA_TOPIC_PREFIX,
-        "PROMETHEUS_MULTIPROC_DIR": prometheus,  # as `make run` sets it
         "LOG_LEVEL": "WARNING",
-        **extra,
+        **_KIND_ENV[kind],
         **(env or {}),
     })
+    return child_env
+
+
+_KIND_ENV = {
+    "make-run": {},
+    "container": {
+        "DJANGO_SETTINGS_MODULE": "showoff.settings.production",
+        "SECRET_KEY": "test-only-" + "x" * 40,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        # The container sits behind a TLS proxy; this test speaks plain HTTP to it.
+        "SECURE_SSL_REDIRECT": "false",
+        "ACCOUNTS_PASSWORD_RESET_URL": "https://app.example.com/reset?token={token}",
+        "ACCOUNTS_EMAIL_VERIFICATION_URL": "https://app.example.com/verify?token={token}",
+    },
+}
+
+
+@contextmanager
+def web_server(kind: str, *, media_dir: Path, workers: int | None = None,
+               env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start the web process; yields its base URL (`http://127.0.0.1:<port>`)."""
+    port = free_port()
+    argv = _command(kind, port, workers)
+    prometheus = tempfile.mkdtemp(prefix="showoff-prom-")  # as `make run` sets it
+    child_env = app_env(kind, media_dir=media_dir,
+                        env={"PROMETHEUS_MULTIPROC_DIR": prometheus, **(env or {})})
     log = tempfile.NamedTemporaryFile(prefix=f"showoff-{kind}-", suffix=".log", delete=False)  # noqa: SIM115
     proc = subprocess.Popen(argv, cwd=ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -141,3 +154,4 @@ def web_server(kind: str, *, media_dir: Path, workers: int | None = None,
             proc.wait()
         log.close()
         os.unlink(log.name)
+        shutil.rmtree(prometheus, ignore_errors=True)
