@@ -159,6 +159,7 @@ class Relay:
         """Run until SIGTERM (or, with `once`, until the backlog is delivered)."""
         ensure_enabled("run_relay")
         self._connect_pg()
+        metrics.relay_starting(self.shard.label)  # a standby until it holds the lock
         if self.use_lock and not self._acquire_lock():
             return  # shut down while waiting as standby
         try:
@@ -192,6 +193,7 @@ class Relay:
             self.close()
 
     def close(self) -> None:
+        metrics.relay_active.set(0, shard=self.shard.label)
         self._log_summary(final=True)
         self._discard_prefetch()
         if self._pool is not None:
@@ -414,6 +416,7 @@ class Relay:
             self._check_position_sane()
         log.info("relay %s: started at (%s, %s) as %s", self.shard.label, *self.position,
                  self.shard.transactional_id)
+        metrics.relay_active.set(1, shard=self.shard.label)
 
     def _resolve_start(self, checkpoint: Position | None) -> Position:
         db = RelayPosition.objects.filter(shards=self.shard.shards,

@@ -47,6 +47,8 @@ Relay metrics (DESIGN.md §3), labelled by shard (`I/N`):
 - `showoff_relay_transaction_seconds`: begin, produce and commit of one batch, histogram.
 - `showoff_relay_position_txid`, `showoff_relay_position_id`: the last committed `(txid, id)`.
 - `showoff_relay_last_commit_timestamp_seconds`: Unix time of the last commit.
+- `showoff_relay_active`: 1 while the process delivers the shard (it holds the shard's lock and
+  has started), 0 while it waits as a hot standby or after it stopped (fenced included).
 
 The outbox backlog and the age of the oldest undelivered event are read from the database when
 the API's `/metrics` is scraped (showoff/metrics.py), not counted here.
@@ -293,6 +295,21 @@ relay_position_id = Gauge(
 relay_last_commit = Gauge(
     "showoff_relay_last_commit_timestamp_seconds", "Unix time of the relay's last commit.",
     ["shard"], multiprocess_mode="mostrecent")
+# 1 while this process delivers the shard, 0 while it waits as a hot standby (or has stopped):
+# summed over live processes, the shard's number of delivering relays (alert when it is 0).
+relay_active = Gauge(
+    "showoff_relay_active",
+    "1 while this relay process delivers the shard, 0 while it waits as a hot standby.",
+    ["shard"], multiprocess_mode="livesum")
+
+
+def relay_starting(shard: str) -> None:
+    """A relay process of `shard` starts (a standby until it holds the lock): its counters
+    exist at 0 from the first scrape, so the first batch counts in rate() (a series that
+    appears already at 12 shows no increase to Prometheus)."""
+    relay_active.set(0, shard=shard)
+    for counter in (relay_batches, relay_events, relay_aborts, relay_rebuilds):
+        counter.inc(0, shard=shard)
 
 
 def relay_committed(shard: str, rows: Sequence[tuple], *, seconds: float,

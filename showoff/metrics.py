@@ -18,7 +18,10 @@ What `/metrics` serves:
 - read from the database at each scrape (`PipelineCollector`): per relay shard the outbox
   backlog, the age of the oldest undelivered event, the delivered position and the last
   delivery time; and the age of the oldest open transaction in the PostgreSQL cluster, which
-  holds every delivery back while it lasts (relay/selectors.py).
+  holds every delivery back while it lasts (relay/selectors.py);
+- read from the Kafka brokers at each scrape (`relay.monitoring.KafkaCollector`): brokers,
+  under-replicated and offline partitions, every consumer group's lag and members (whether its
+  processes run or not), and the records in each dead-letter topic.
 
 `METRICS_AUTH_TOKEN`, when set, is required as `Authorization: Bearer <token>`.
 """
@@ -41,6 +44,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from relay import metrics as relay_metrics  # noqa: F401 - registers the relay's metrics too
+from relay.monitoring import KafkaCollector
 
 log = logging.getLogger("showoff.metrics")
 
@@ -204,6 +208,7 @@ def registry_for_scrape() -> CollectorRegistry:
     else:
         registry.register(_ThisProcess())
     registry.register(PipelineCollector())
+    registry.register(KafkaCollector())
     return registry
 
 
