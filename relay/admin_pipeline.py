@@ -9,9 +9,10 @@
   PROMETHEUS_URL, or when it does not answer, the page says so and keeps everything else;
 
 - health of the database, Kafka and Redis (showoff/health.py's checks);
-- relay shards: delivered position, last commit, backlog and the age of the oldest undelivered
-  event (relay/selectors.py), and the oldest open PostgreSQL transaction, which holds delivery
-  back while it lasts;
+- relay shards: position (the tick S_prev → S_cur being delivered and the cursor in it), the
+  last delivered row, last commit, backlog and the age of the oldest undelivered event
+  (relay/selectors.py), events set aside as too large, and the oldest open PostgreSQL
+  transaction (it no longer holds delivery back, but keeps vacuum from cleaning up);
 - topics under KAFKA_TOPIC_PREFIX with their partitions, leaders, in-sync replicas and end
   offsets (the `kafka topics --describe` code in relay/cli.py);
 - consumer groups of this environment with the lag per partition (`kafka groups --describe`),
@@ -54,7 +55,7 @@ from .kafka import KafkaDisabled, dlq_topic_name, topic_name
 from .monitoring import KafkaState, kafka_state
 from .registry import all_registrations
 from .runbook import runbook_html
-from .selectors import oldest_open_transaction, shard_states
+from .selectors import oldest_open_transaction, set_aside_count, shard_states
 
 PERMISSION = "relay.view_relayposition"
 DLQ_PAGE_LIMIT = 500  # newest dead letters shown on the listing page
@@ -223,10 +224,11 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
     database_up = next(c for c in checks if c.name == "database").up
     shards = shard_states() if database_up else []
     holder = oldest_open_transaction() if database_up else None
+    set_aside = set_aside_count() if database_up else 0
     window = request.GET.get("range", "1h")
     past = history.pipeline_history(window)
     lights = pipeline_status.lights(checks=checks, shards=shards, holder=holder, kafka=cluster,
-                                    history=past, now=time.time())
+                                    history=past, now=time.time(), set_aside=set_aside)
     context = {
         **admin.site.each_context(request),
         "title": "Event pipeline",
@@ -246,6 +248,7 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
         "errors": errors,
         "shards": shards,
         "holder": holder,
+        "set_aside": set_aside,
         "topics": topics,
         "groups": groups,
         "dead_letters": dead,

@@ -36,7 +36,9 @@ def decode_cursor(request, kinds: Sequence[type]) -> tuple | None:
     if encoded is None:
         return None
     try:
-        raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        # Strict: a lenient decode drops foreign characters, so junk could become a position.
+        raw = base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_",
+                               validate=True)
         position = json.loads(raw)
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise InvalidCursor()
