@@ -5,7 +5,8 @@ from the delivered email works on the API.
 
 The first test runs in the production shape (`run_relay` and `consume email-events`
 subprocesses, a real Celery worker on Redis); the others run the same relay and consumers
-in-process, faster, for the Spanish email and the verification link."""
+in-process (`recovery_pipeline`, accounts/tests/pipeline.py), faster, for the Spanish email and
+the verification link."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from accounts.tests.fixtures import PASSWORD, client_for, make_user
 from notifications import services as notification_services
 from notifications import tasks as notification_tasks  # noqa: F401 - registers the tasks
 from notifications.models import Delivery
-from notifications.tests.conftest import clear_queue, pipeline_on_topics
+from notifications.tests.conftest import clear_queue
 from relay.models import InboxEntry
 from relay.testing import ManageProcess, create_topic, delete_topics, wait_for
 from relay.tests.relay_helpers import RelayProcess, create_relay_topics
@@ -112,22 +113,6 @@ def test_a_reset_link_read_from_the_delivered_email_sets_the_password(
     assert anon.post("/api/auth/login/", {"login": "ann", "password": PASSWORD}
                      ).status_code == 400
     assert AccountToken.objects.get(user=ann).used_at is not None
-
-
-@pytest.fixture
-def recovery_pipeline(kafka_prefix, eager_celery):
-    yield from pipeline_on_topics(kafka_prefix, {"accounts": ["email-events"],
-                                                 "notifications-email": ["email-events"]})
-
-
-@pytest.fixture
-def eager_celery():
-    from showoff.celery import app
-
-    before = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield app
-    app.conf.task_always_eager, app.conf.task_eager_propagates = before
 
 
 def test_the_reset_email_is_in_the_users_language(recovery_pipeline):
