@@ -201,7 +201,7 @@ def deliver_outbox(event_ids=None) -> int:
     from .cloudevents import encode
     from .kafka import make_producer
 
-    rows = OutboxEvent.objects.order_by("txid", "id")
+    rows = OutboxEvent.objects.order_by("id")
     if event_ids is not None:
         rows = rows.filter(event_id__in=list(event_ids))
     rows = list(rows)

@@ -67,6 +67,13 @@ def object_id(value: int, what: str = "object") -> int:
     return value
 
 
+class InvalidCursor(exceptions.APIException):
+    status_code = 400
+    default_code = "invalid_cursor"
+    default_detail = ("This cursor was not given out by this list, or it was altered; start "
+                      "again from the first page (no cursor).")
+
+
 class _RatesFromSettings:
     """DRF copies DEFAULT_THROTTLE_RATES at import; read it per request so overrides apply."""
 

@@ -31,6 +31,9 @@ register(
         topic="email-events",
         key="to",
         description="Send one email, rendered from a template in the recipient's language.",
+        example={"to": "alice@example.com", "user_id": 42, "template": "welcome", "kind": None,
+                 "context": {"username": "alice"}, "language": "en", "notification_id": None,
+                 "secret": None, "not_after": None, "requested_at": "2026-11-27T09:30:00Z"},
         schema=obj(
             {
                 "to": EMAIL,

@@ -21,6 +21,12 @@ register(
         type="sms.requested",
         topic="sms-events",
         key="phone",
+        # A one-time code: the template says where the sealed code goes; it expires.
+        example={"phone": "+15555550123", "kind": "otp", "user_id": 42, "body": None,
+                 "template": "phone_verification_code", "context": {},
+                 "secret": "gAAAAABn-sealed-code",
+                 "not_after": "2026-11-27T09:40:00Z", "notification_id": None,
+                 "language": "en", "requested_at": "2026-11-27T09:30:00Z"},
         schema=obj(
             {
                 "phone": {"type": "string", "pattern": r"^\+[1-9][0-9]{7,14}$"},

@@ -25,7 +25,8 @@ from outbox.catalogue import CHECKPOINT_TOPIC
 from outbox.models import OutboxEvent
 from relay import testing as kt
 from relay.kafka import make_admin, topic_name
-from relay.models import InboxEntry, RelayPosition
+from relay.models import InboxEntry
+from relay.selectors import delivered_condition
 from relay.topics import create_topics, desired_topics
 
 from . import consumer_support as cs
@@ -120,11 +121,10 @@ def _wait(what: str, done, timeout: float, *procs) -> None:
 
 
 def _delivered() -> int:
-    pos = RelayPosition.objects.filter(shards=1, shard=0).first()
-    if pos is None:
-        return 0
-    return OutboxEvent.objects.extra(  # noqa: S610 - constants only
-        where=["(txid, id) <= (%s::xid8, %s)"], params=[str(pos.txid), pos.last_id]).count()
+    """Outbox rows the relay's database copy of its position says are in Kafka."""
+    condition, params = delivered_condition(1)
+    return OutboxEvent.objects.extra(  # noqa: S610 - the position's own SQL
+        where=[condition], params=params).count()
 
 
 def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(cluster, effects_table,

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
     "notifications",
     "analytics",
     "social",
+    "search",
+    "feeds",
 ]
 
 MIDDLEWARE = [
@@ -167,6 +169,11 @@ KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
 KAFKA_REPLICATION_FACTOR = env.int("KAFKA_REPLICATION_FACTOR", default=1)
 KAFKA_MIN_INSYNC_REPLICAS = env.int("KAFKA_MIN_INSYNC_REPLICAS", default=1)
+# The largest Kafka record (key + value + headers + record and batch overhead) there is: `publish`
+# refuses an event whose record would be larger, the relay's producer uses it as
+# message.max.bytes and the topics as max.message.bytes, so that whatever publish accepts Kafka
+# accepts too. Raise it on brokers, topics and here together.
+KAFKA_MESSAGE_MAX_BYTES = env.int("KAFKA_MESSAGE_MAX_BYTES", default=1_000_000)
 
 # --- CORS (django-cors-headers): web apps on other origins -----------------------------------
 
@@ -324,6 +331,12 @@ RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)
 # Fallback poll when no NOTIFY arrives (seconds).
 RELAY_POLL_INTERVAL = env.float("RELAY_POLL_INTERVAL", default=1.0)
 RELAY_TRANSACTION_TIMEOUT_MS = env.int("RELAY_TRANSACTION_TIMEOUT_MS", default=60000)
+# How long the relay waits for init_transactions, a commit or an abort. A commit not confirmed
+# in time has an unknown outcome: the producer is rebuilt and the checkpoint re-read.
+RELAY_COMMIT_TIMEOUT_SECONDS = env.float("RELAY_COMMIT_TIMEOUT_SECONDS", default=30.0)
+# The shard lock is a lease: PostgreSQL ends the session of a relay silent this long (paused,
+# hung host), so a hot standby takes over within about this many seconds.
+RELAY_LOCK_LEASE_SECONDS = env.float("RELAY_LOCK_LEASE_SECONDS", default=10.0)
 RELAY_SUMMARY_INTERVAL = env.float("RELAY_SUMMARY_INTERVAL", default=60.0)
 RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 # How often a hot-standby relay retries the shard lock (seconds).
@@ -365,6 +378,12 @@ METRICS_AUTH_TOKEN = env("METRICS_AUTH_TOKEN", default="")
 METRICS_ADDRESS = env("METRICS_ADDRESS", default="127.0.0.1")
 # A Celery worker serves its pool's metrics on this port (0: off; needs PROMETHEUS_MULTIPROC_DIR).
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+# The Prometheus that scrapes this deployment: the admin's Event pipeline page draws the last
+# hour and day from it (empty: no charts, the page says so). The default is the local one of
+# `scripts/services up prometheus`.
+PROMETHEUS_URL = env("PROMETHEUS_URL", default="http://127.0.0.1:9090")
+# Seconds the page waits for Prometheus before drawing without it.
+PROMETHEUS_TIMEOUT = env.float("PROMETHEUS_TIMEOUT", default=5.0)
 
 # accounts
 # Phone verification codes: lifetime, wrong tries before a lock, and the lock's length.
@@ -418,6 +437,32 @@ POSTS_VIEW_WINDOW_SECONDS = env.int("POSTS_VIEW_WINDOW_SECONDS", default=24 * 36
 # Only bench/posts_create.py turns this off, to measure what the outbox write costs; it is not
 # read from the environment so that no deployment can drop events by configuration.
 POSTS_PUBLISH_EVENTS = True
+
+# feeds (docs/feeds.md)
+# Authors with more followers than this are not fanned out: their posts are merged into their
+# followers' feeds at read time (they stop being celebrities below 90% of it).
+FEEDS_CELEBRITY_FOLLOWERS = env.int("FEEDS_CELEBRITY_FOLLOWERS", default=100_000)
+# Fan-outs to at most this many followers are done in the consumer's own transaction; larger
+# ones by the fan-out worker (manage.py run_fanout), FEEDS_FANOUT_CHUNK followers per
+# transaction, taking turns between posts.
+FEEDS_FANOUT_INLINE = env.int("FEEDS_FANOUT_INLINE", default=1000)
+FEEDS_FANOUT_CHUNK = env.int("FEEDS_FANOUT_CHUNK", default=5000)
+# An idle fan-out worker checks for jobs at least this often (it is woken by NOTIFY anyway).
+FEEDS_FANOUT_POLL_SECONDS = env.float("FEEDS_FANOUT_POLL_SECONDS", default=1.0)
+# A new follow brings this many of the followee's latest posts into the follower's feed.
+FEEDS_BACKFILL_POSTS = env.int("FEEDS_BACKFILL_POSTS", default=50)
+# The trending feed: how many posts it ranks, and how often (seconds) it is recomputed.
+FEEDS_TRENDING_SIZE = env.int("FEEDS_TRENDING_SIZE", default=500)
+CELERY_BEAT_SCHEDULE["feeds-refresh-trending"] = {
+    "task": "feeds.refresh_trending",
+    "schedule": env.float("FEEDS_TRENDING_REFRESH_SECONDS", default=60.0),
+}
+
+# search (search/selectors.py, docs/api-search.md)
+# A posts query ranks at most this many of the newest matching posts (bounded work for common
+# words); a newer post gains 1 point of score (the whole relevance range) per this many seconds.
+SEARCH_POST_CANDIDATES = env.int("SEARCH_POST_CANDIDATES", default=1000)
+SEARCH_RECENCY_SECONDS = env.int("SEARCH_RECENCY_SECONDS", default=30 * 24 * 3600)
 
 # coins
 # Limits of one transfer or tip, in whole coins.

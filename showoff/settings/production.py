@@ -31,6 +31,9 @@ ALLOWED_HOSTS = [
     if h.strip()
 ]
 
+# No local Prometheus to assume in production: set PROMETHEUS_URL to the one that scrapes you.
+PROMETHEUS_URL = env("PROMETHEUS_URL", default="")
+
 # The pages the account-recovery emails link to (README "Accounts"): the development default
 # would send users to localhost.
 ACCOUNTS_PASSWORD_RESET_URL = token_link("ACCOUNTS_PASSWORD_RESET_URL", _required(
