@@ -15,6 +15,7 @@ import time
 import uuid
 
 import pytest
+from celery import signals
 from celery.contrib.testing.worker import start_worker
 from django.core import mail
 from django.db import connections
@@ -50,6 +51,10 @@ def celery_queue(settings):
     clear_queue(settings.NOTIFICATIONS_CELERY_QUEUE)
 
 
+def _logging_is_configured(**kwargs) -> None:
+    pass
+
+
 @pytest.fixture
 def celery_worker(celery_queue):
     """A real Celery worker (a thread of this process, so locmem mail lands in mail.outbox)."""
@@ -58,10 +63,17 @@ def celery_worker(celery_queue):
     db = connections.databases["default"]
     max_age = db.get("CONN_MAX_AGE")
     db["CONN_MAX_AGE"] = 0
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=[celery_queue],
-                      shutdown_timeout=30) as worker:
-        yield worker
-    db["CONN_MAX_AGE"] = max_age
+    # start_worker would set Celery's logging up (the root logger at ERROR, for the rest of the
+    # session: later tests capturing warnings would see none). A setup_logging receiver tells
+    # Celery the logging is configured already.
+    signals.setup_logging.connect(_logging_is_configured)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=[celery_queue],
+                          shutdown_timeout=30) as worker:
+            yield worker
+    finally:
+        db["CONN_MAX_AGE"] = max_age
+        signals.setup_logging.disconnect(_logging_is_configured)
 
 
 @pytest.fixture
