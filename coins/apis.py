@@ -122,7 +122,8 @@ class HistoryApi(CoinsApi):
         summary="Your ledger entries, newest first (cursor-paginated)",
     )
     def get(self, request: Request) -> Response:
-        kinds = [k for raw in request.query_params.getlist("kind") for k in raw.split(",") if k]
+        # (an empty kind, `?kind=` or `a,,b`, is refused like any unknown one)
+        kinds = [k for raw in request.query_params.getlist("kind") for k in raw.split(",")]
         filters = HistoryFilter(data={"kind": kinds})
         filters.is_valid(raise_exception=True)
         qs = selectors.wallet_history(user=request.user,

@@ -322,9 +322,15 @@ def _type_error(field: serializers.Field, value: Any) -> Any:
     if expected is None:
         return None
     types, text = expected
-    if isinstance(value, types) and not (isinstance(value, bool) and bool not in types):
-        return None
-    return wrong(text)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        return wrong(text)
+    # The schema's maxLength is about what is sent: DRF would measure the string after
+    # trimming its whitespace, and accept a longer one.
+    limit = getattr(field, "max_length", None)
+    if isinstance(field, serializers.CharField) and limit is not None and len(value) > limit:
+        return [exceptions.ErrorDetail(
+            f"Ensure this field has no more than {limit} characters.", code="max_length")]
+    return None
 
 
 def json_type_errors(fields: Mapping[str, serializers.Field], data: Mapping) -> dict:

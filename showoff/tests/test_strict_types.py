@@ -155,3 +155,15 @@ def test_the_schema_description_covers_every_area_and_states_the_rules():
         assert area in description, area
     assert "Types are strict" in description
     assert "JSON (`Content-Type: application/json`)" in description
+
+
+@pytest.mark.django_db
+def test_a_string_longer_than_the_schemas_max_length_is_refused_even_with_spaces_around_it():
+    # (DRF would trim the spaces first, and accept what the schema says is too long)
+    user = make_user()
+    resp = client_for(user).post("/api/notifications/devices/",
+                                 {"platform": "android", "token": "   " + "t" * 511},
+                                 format="json")
+    assert resp.status_code == 400
+    assert resp.json()["errors"] == {"token": [
+        "Ensure this field has no more than 512 characters."]}
