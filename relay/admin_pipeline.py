@@ -228,7 +228,7 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
     window = request.GET.get("range", "1h")
     past = history.pipeline_history(window)
     lights = pipeline_status.lights(checks=checks, shards=shards, holder=holder, kafka=cluster,
-                                    history=past, now=time.time())
+                                    history=past, now=time.time(), set_aside=set_aside)
     context = {
         **admin.site.each_context(request),
         "title": "Event pipeline",

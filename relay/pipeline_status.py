@@ -199,9 +199,15 @@ def dead_letter_light(kafka: KafkaState | None, history: History) -> Light | Non
 
 
 def lights(*, checks, shards, holder, kafka: KafkaState | None, history: History,
-           now: float) -> list[Light]:
+           now: float, set_aside: int = 0) -> list[Light]:
     out = dependency_lights(checks, kafka, holder)
     out += shard_lights(shards, history, now)
+    if set_aside:
+        # Events Kafka would never accept, kept aside by the relay: consumers never saw them.
+        out.append(Light("set-aside", "Set-aside events", WARN,
+                         f"{set_aside} event{'s' if set_aside != 1 else ''} too large for Kafka, "
+                         "not delivered (admin: Relay > Set-aside events)",
+                         "9-events-set-aside-too-large-for-kafka"))
     out += group_lights(kafka, history, now)
     dead = dead_letter_light(kafka, history)
     if dead is not None:

@@ -137,7 +137,8 @@ class _Panel:
                      f"{escape(c.unit)}</text></g>")
         n = len(c.labels)
         parts.append('<g class="x-axis">')
-        shown = _label_indexes(n)
+        # about one label per 80 px: "2026-11-27" and "11-27 09:30" need that much
+        shown = _label_indexes(n, most=max(2, min(6, self.plot_w // 80)))
         for i in shown:
             anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else \
                 "middle"
@@ -156,6 +157,8 @@ class _Panel:
         c = self.chart
         color, dash = COLORS[style % len(COLORS)], DASHES[style % len(DASHES)]
         marker = MARKERS[style % len(MARKERS)]
+        if len(self.names) == 1:  # alone in its panel: nothing to tell it apart from
+            dash, marker = "", "circle"
         values = c.series[name]
         dense = len(values) > DENSE
         out = [f'<g class="series" data-series="{escape(name)}" data-style="{style}">']

@@ -37,6 +37,7 @@ def test_every_process_of_make_run_with_metrics_is_a_scrape_target():
                                  "video-processing", "notification-events", "email-events",
                                  "sms-events", "analytics-events")]
     assert len({address for _, address in targets["showoff-consumers"]}) == 8
+    assert targets["showoff-workers"] == [("fanout", "127.0.0.1:9131")]
     assert targets["showoff-celery"] == [("worker", "127.0.0.1:9121"),
                                          ("media", "127.0.0.1:9122")]
     # every long-running process but beat (which runs no task) is scraped

@@ -159,3 +159,15 @@ def test_dead_letters_kept_are_amber_and_new_ones_are_named():
 def test_durations_read_like_a_person_would_say_them():
     assert [ps.duration(s) for s in (4, 119, 300, 3599, 4320, 86400 + 7200)] == [
         "4 s", "119 s", "5 min", "60 min", "1 h 12 min", "1 d 2 h"]
+
+
+def test_events_set_aside_are_amber_and_link_to_their_section():
+    lights = _by_name(ps.lights(checks=CHECKS, shards=[_shard()], holder=None, kafka=None,
+                                history=_history(), now=NOW, set_aside=2))
+    light = lights[("set-aside", "Set-aside events")]
+    assert (light.level, light.reason, light.anchor) == (
+        ps.WARN, "2 events too large for Kafka, not delivered (admin: Relay > Set-aside events)",
+        "9-events-set-aside-too-large-for-kafka")
+    quiet = ps.lights(checks=CHECKS, shards=[_shard()], holder=None, kafka=None,
+                      history=_history(), now=NOW)
+    assert "set-aside" not in {light.kind for light in quiet}

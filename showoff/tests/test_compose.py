@@ -169,7 +169,7 @@ def test_prod_compose_runs_prometheus_alertmanager_and_grafana_on_the_repos_conf
     serving = {n for n, svc in services.items() if "--metrics-port 9100" in
                str(svc.get("command", "")) or svc.get("environment", {}).get(
                    "CELERY_METRICS_PORT") == 9100}
-    assert serving == names and len(names) == 12
+    assert serving == names and len(names) == 13
     # the UIs listen on the host's loopback only, Grafana needs its password from .env
     for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("grafana", 3000)):
         assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"]

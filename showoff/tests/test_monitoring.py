@@ -115,7 +115,8 @@ def test_the_production_prometheus_configuration_is_valid():
     config = yaml.safe_load((MONITORING / "prometheus" / "prometheus.yml").read_text())
     assert config["rule_files"] == ["alerts.yml"]
     assert {job["job_name"] for job in config["scrape_configs"]} == {
-        "showoff-api", "showoff-relay", "showoff-consumers", "showoff-celery"}
+        "showoff-api", "showoff-relay", "showoff-consumers", "showoff-workers",
+        "showoff-celery"}
 
 
 def test_the_alertmanager_configuration_is_valid():
@@ -188,3 +189,21 @@ def test_promtool_finds_nothing_to_lint_in_the_metrics_endpoint(client):
     result = subprocess.run([_tool("promtool"), "check", "metrics"], input=text,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kafka_metrics_say_down_when_the_brokers_do_not_answer_and_nothing_when_disabled(
+        settings):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from relay.monitoring import KafkaCollector
+
+    registry = CollectorRegistry()
+    registry.register(KafkaCollector(timeout=1.0))
+    # given: nothing listens at the brokers' address
+    settings.KAFKA_BROKERS = "127.0.0.1:1"
+    text = generate_latest(registry).decode()
+    assert "showoff_kafka_up 0.0" in text
+    assert "showoff_kafka_brokers" not in text and "showoff_kafka_consumergroup_lag" not in text
+    # and Kafka switched off on purpose: no "down" to alert on
+    settings.KAFKA_ENABLED = False
+    assert "showoff_kafka" not in generate_latest(registry).decode()
