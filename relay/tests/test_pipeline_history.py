@@ -106,7 +106,8 @@ def test_the_charts_show_what_prometheus_scraped_from_the_relay_api_and_kafka(
         page = browser.execute_script("""
           const lights = Array.from(document.querySelectorAll('#state li.light')).map(l => ({
             kind: l.dataset.kind, name: l.dataset.name, level: l.dataset.level,
-            reason: l.querySelector('.reason').textContent}));
+            reason: l.querySelector('.reason').textContent,
+            runbook: (l.querySelector('a.runbook') || {}).href || null}));
           const charts = Array.from(document.querySelectorAll('#history figure.chart')).map(f => ({
             chart: f.dataset.chart, unit: f.dataset.unit,
             panels: Array.from(f.querySelectorAll('svg.chart-panel')).map(s => ({
@@ -123,6 +124,14 @@ def test_the_charts_show_what_prometheus_scraped_from_the_relay_api_and_kafka(
         assert lights[("shard", "0/1")]["level"] == "ok"
         assert lights[("shard", "0/1")]["reason"] == "all delivered"
         assert lights[("group", name)]["level"] == "ok"
+        # the app's own `analytics` group reads this topic too, and no process of it runs:
+        # red, which group, how many records wait, since when, and where to read what to do
+        analytics = lights[("group", "analytics")]
+        assert analytics["level"] == "bad"
+        assert re.fullmatch(r"no consumer running; \d+ records wait, since \d\d:\d\d UTC",
+                            analytics["reason"]), analytics
+        assert analytics["runbook"] == (
+            f"{live_server.url}/admin/pipeline/runbook/#2-messages-not-consumed")
         assert lights[("dead-letters", "Dead letters")]["level"] == "warn"
         assert f"1 in {TOPIC}" in lights[("dead-letters", "Dead letters")]["reason"]
         charts = {c["chart"]: c for c in page["charts"]}
