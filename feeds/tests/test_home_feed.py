@@ -197,3 +197,12 @@ def test_the_feed_needs_a_signed_in_user_and_refuses_bad_cursors(anon, as_bob):
         resp = as_bob.get("/api/feed/", {"cursor": cursor})
         assert resp.status_code == 400, cursor
         assert resp.json()["type"] == "invalid_cursor"
+
+
+def test_operators_see_fan_out_jobs_and_celebrities_in_the_admin(admin_client, alice):
+    post = posts.post_create(author=alice, text="x")
+    apply_outbox()
+    Celebrity.objects.create(author_id=alice.pk)
+    page = admin_client.get("/admin/feeds/fanoutjob/").content.decode()
+    assert f">{post.pk}<" in page
+    assert admin_client.get("/admin/feeds/celebrity/").status_code == 200

@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI and Redoc assets served from our static files, not a CDN (/api/docs/).
     "drf_spectacular_sidecar",
+    # CORS for web clients on other origins (CORS_* settings below).
+    "corsheaders",
     # Project apps: the Kafka side first so domain apps can register handlers with it.
     "outbox",
     "relay",
@@ -58,6 +60,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its request count and time cover every other middleware (showoff/metrics.py).
     "showoff.metrics.PrometheusMiddleware",
+    # Before anything that can answer on its own (redirects, CommonMiddleware), so preflights
+    # and every answer to an allowed origin carry the CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -67,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "outbox.tracing.TraceparentMiddleware",
+    # RateLimit / X-RateLimit-* headers from the throttles' state (showoff/ratelimit.py).
+    "showoff.ratelimit.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "showoff.urls"
@@ -167,6 +174,37 @@ KAFKA_MIN_INSYNC_REPLICAS = env.int("KAFKA_MIN_INSYNC_REPLICAS", default=1)
 # message.max.bytes and the topics as max.message.bytes, so that whatever publish accepts Kafka
 # accepts too. Raise it on brokers, topics and here together.
 KAFKA_MESSAGE_MAX_BYTES = env.int("KAFKA_MESSAGE_MAX_BYTES", default=1_000_000)
+
+# --- CORS (django-cors-headers): web apps on other origins -----------------------------------
+
+# Origins (scheme://host[:port]) whose browser pages may call the API. Development allows the
+# usual local frontend dev servers; production allows none unless set (production.py).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[
+    "http://localhost:3000", "http://127.0.0.1:3000",
+    "http://localhost:5173", "http://127.0.0.1:5173",
+])
+# Only the API; the admin and its session cookie stay same-origin.
+CORS_URLS_REGEX = r"^/api/.*$"
+# Clients authenticate with `Authorization: Bearer`, which a page sets itself and CORS allows
+# as a request header; cookies are not needed, so credentialed requests are off unless set.
+CORS_ALLOW_CREDENTIALS = env.bool("CORS_ALLOW_CREDENTIALS", default=False)
+# Request headers a page may send beyond the defaults (accept, authorization, content-type,
+# user-agent, x-csrftoken, x-requested-with, ...): the coins Idempotency-Key, the resumable
+# upload's Content-Range, Range for media, and the W3C trace context.
+CORS_ALLOW_HEADERS = [
+    "accept", "accept-encoding", "authorization", "content-type", "dnt", "origin",
+    "user-agent", "x-csrftoken", "x-requested-with",
+    "idempotency-key", "content-range", "range", "traceparent", "tracestate",
+]
+# Response headers a page may read: the rate-limit headers (showoff/ratelimit.py) and those
+# of idempotent replays and byte ranges.
+CORS_EXPOSE_HEADERS = [
+    "RateLimit", "RateLimit-Policy", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+    "X-RateLimit-Reset", "Retry-After", "Idempotent-Replayed", "Content-Range",
+    "Accept-Ranges", "Content-Disposition",
+]
+# Browsers may cache a preflight this long (seconds; browsers cap it, Chromium at 7200).
+CORS_PREFLIGHT_MAX_AGE = env.int("CORS_PREFLIGHT_MAX_AGE", default=7200)
 
 # --- DRF -------------------------------------------------------------------------------------
 
@@ -317,8 +355,13 @@ CELERY_BEAT_SCHEDULE["relay.prune_outbox"] = {
     "task": "relay.prune_outbox",
     "schedule": env.float("OUTBOX_PRUNE_INTERVAL_SECONDS", default=3600.0),
 }
-# Consumers (`manage.py consume`): records per poll, and how long one poll waits (seconds).
+# Consumers (`manage.py consume`, relay/consumer.py): one DB transaction per batch of up to
+# CONSUMER_BATCH_SIZE records; after a batch's first record, wait at most CONSUMER_BATCH_MS
+# milliseconds for the rest (what is already fetched is taken at once). Larger batches mean
+# fewer commits (throughput); the wait is latency added when records trickle in.
 CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=100)
+CONSUMER_BATCH_MS = env.float("CONSUMER_BATCH_MS", default=10.0)
+# How long one poll waits for a first record (seconds).
 CONSUMER_POLL_TIMEOUT = env.float("CONSUMER_POLL_TIMEOUT", default=1.0)
 # Failed handler attempts before a record is dead-lettered; backoff doubles from
 # CONSUMER_RETRY_BACKOFF up to CONSUMER_RETRY_BACKOFF_MAX seconds (the partition is paused,
