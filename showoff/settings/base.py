@@ -159,6 +159,11 @@ KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="")
 KAFKA_TOPIC_PARTITIONS = env.int("KAFKA_TOPIC_PARTITIONS", default=3)
 KAFKA_REPLICATION_FACTOR = env.int("KAFKA_REPLICATION_FACTOR", default=1)
 KAFKA_MIN_INSYNC_REPLICAS = env.int("KAFKA_MIN_INSYNC_REPLICAS", default=1)
+# The largest Kafka record (key + value + headers + record and batch overhead) there is: `publish`
+# refuses an event whose record would be larger, the relay's producer uses it as
+# message.max.bytes and the topics as max.message.bytes, so that whatever publish accepts Kafka
+# accepts too. Raise it on brokers, topics and here together.
+KAFKA_MESSAGE_MAX_BYTES = env.int("KAFKA_MESSAGE_MAX_BYTES", default=1_000_000)
 
 # --- DRF -------------------------------------------------------------------------------------
 
