@@ -125,6 +125,28 @@ def _serialise(event_type: str, data: Mapping[str, Any]) -> tuple[dict[str, Any]
     return normalised, compact, length
 
 
+# (type, source, schema base URI) -> the CloudEvents headers every event of the type carries
+# and their size in a Kafka record: computed once, not per event.
+_STATIC_HEADERS: dict[tuple[str, str, str], tuple[dict[str, str], int]] = {}
+
+
+def _static_headers(et: catalogue.EventType, source: str, base_uri: str
+                    ) -> tuple[dict[str, str], int]:
+    cache_key = (et.type, source, base_uri)
+    found = _STATIC_HEADERS.get(cache_key)
+    if found is None:
+        headers = {
+            "ce_specversion": "1.0",
+            "ce_source": source,
+            "ce_type": et.type,
+            "ce_dataschema": f"{base_uri}{et.type}/v{et.version}",  # et.dataschema
+            "content-type": "application/json",
+        }
+        found = _STATIC_HEADERS[cache_key] = (
+            headers, sum(records.header_size(name, value) for name, value in headers.items()))
+    return found
+
+
 class _Builder:
     """Builds the rows of one `publish` / `publish_bulk` call (one time, one trace)."""
 
@@ -132,24 +154,15 @@ class _Builder:
         # The same as catalogue.cloudevent_headers, computed once per call rather than per event.
         self.ce_time = now.isoformat().replace("+00:00", "Z")
         self.traceparent = traceparent
+        self.source = settings.OUTBOX_EVENT_SOURCE
+        self.base_uri = settings.OUTBOX_SCHEMA_BASE_URI
         self.limit = settings.KAFKA_MESSAGE_MAX_BYTES
-        # Per type: the headers every event of the call shares, and their size in the record.
-        self._base: dict[str, tuple[dict[str, str], int]] = {}
-
-    def _base_of(self, et: catalogue.EventType) -> tuple[dict[str, str], int]:
-        base = {
-            "ce_specversion": "1.0",
-            "ce_source": settings.OUTBOX_EVENT_SOURCE,
-            "ce_type": et.type,
-            "ce_time": self.ce_time,
-            "ce_dataschema": et.dataschema,
-            "content-type": "application/json",
-        }
-        if self.traceparent:
-            base["traceparent"] = self.traceparent
-        size = sum(records.header_size(name, value) for name, value in base.items())
-        self._base[et.type] = (base, size)
-        return base, size
+        # The headers of this call that are not the type's: its time and trace.
+        self.call_headers = {"ce_time": self.ce_time}
+        if traceparent:
+            self.call_headers["traceparent"] = traceparent
+        self.call_headers_size = sum(records.header_size(name, value)
+                                     for name, value in self.call_headers.items())
 
     def build(self, ev: Event) -> _Row:
         et = catalogue.get(ev.type)
@@ -161,9 +174,9 @@ class _Builder:
         event_id = ev.event_id or uuid4()
         subject_field = et.subject or et.key
         subject = ev.subject or (str(data[subject_field]) if subject_field in data else None)
-        base, headers_size = self._base.get(et.type) or self._base_of(et)
-        headers = {**base, "ce_id": str(event_id)}
-        headers_size += _CE_ID_SIZE
+        static, static_size = _static_headers(et, self.source, self.base_uri)
+        headers = {**static, **self.call_headers, "ce_id": str(event_id)}
+        headers_size = static_size + self.call_headers_size + _CE_ID_SIZE
         if subject:
             headers["ce_subject"] = subject
             headers_size += records.header_size("ce_subject", subject)
@@ -183,8 +196,8 @@ class _Builder:
                     orjson.dumps(headers).decode(), compact.decode(), headers)
 
 
-def _require_atomic(using: str) -> None:
-    if not connections[using].in_atomic_block:
+def _require_atomic(connection) -> None:
+    if not connection.in_atomic_block:
         raise NotInTransaction(
             "publish() must be called inside transaction.atomic(), in the same transaction as "
             "the change it announces; otherwise the event and the change can diverge."
@@ -208,11 +221,12 @@ def publish(
     (an `EventValidationError`) for an event whose Kafka record would exceed
     KAFKA_MESSAGE_MAX_BYTES; nothing is written in those cases.
     """
-    _require_atomic(using)
+    connection = connections[using]
+    _require_atomic(connection)
     row = _Builder(timezone.now(), tracing.current_traceparent()).build(
         Event(event_type, data, key=key, event_id=event_id, subject=subject,
               extra_headers=headers or {}))
-    with connections[using].cursor() as cur:
+    with connection.cursor() as cur:
         cur.execute(_INSERT, row[:7])
     _log_published([row])
     return row.event_id
@@ -226,7 +240,7 @@ def publish_bulk(events: Iterable[Event], *, using: str = DEFAULT_DB_ALIAS) -> l
     Callers fanning out to very many recipients call this per batch, each in its own
     transaction.
     """
-    _require_atomic(using)
+    _require_atomic(connections[using])
     builder = _Builder(timezone.now(), tracing.current_traceparent())
     rows = [builder.build(ev) for ev in events]
     if rows:
