@@ -53,22 +53,10 @@ class ShowOffUserAdmin(UserAdmin):
 
     @admin.action(description="Deactivate selected accounts (signs them out, emits events)")
     def deactivate_selected(self, request, queryset):
-        from django.db import transaction
-        from django.utils import timezone
+        from .services import user_deactivate_by_operator
 
-        from .services import user_revoke_all_tokens
-
-        done = 0
-        for user in queryset.filter(is_active=True):
-            with transaction.atomic():
-                user.is_active = False
-                user.save(update_fields=["is_active"])
-                user_revoke_all_tokens(user=user)
-                publish("user.account_changed", {
-                    "user_id": user.pk, "change": "deactivated",
-                    "changed_at": timezone.now().isoformat().replace("+00:00", "Z"),
-                })
-            done += 1
+        done = sum(user_deactivate_by_operator(user=user)
+                   for user in queryset.filter(is_active=True))
         self.message_user(request, f"Deactivated {done} account(s).", messages.SUCCESS)
 
 

@@ -40,6 +40,21 @@ class PublicUserSerializer(serializers.ModelSerializer):
         return user.avatar.url if user.avatar else None
 
 
+class ProfileSerializer(PublicUserSerializer):
+    """A public profile: the public fields, the counts, and how the viewer relates to it."""
+
+    followers_count = serializers.IntegerField()
+    following_count = serializers.IntegerField()
+    posts_count = serializers.IntegerField()
+    followed_by_me = serializers.BooleanField(help_text="Whether the signed-in viewer follows "
+                                              "this user (false when signed out).")
+
+    class Meta(PublicUserSerializer.Meta):
+        fields = [*PublicUserSerializer.Meta.fields, "followers_count", "following_count",
+                  "posts_count", "followed_by_me"]
+        read_only_fields = fields
+
+
 class MeSerializer(PublicUserSerializer):
     """The signed-in user's own profile, private fields included."""
 
@@ -229,13 +244,25 @@ class AvatarApi(APIView):
 class UserDetailApi(APIView):
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(tags=["profile"], responses={200: PublicUserSerializer})
+    @extend_schema(tags=["profile"], responses={200: ProfileSerializer})
     def get(self, request, user_id: int):
+        """A public profile with its counts. A user in a block with the viewer (either way)
+        is answered as missing."""
+        from posts.selectors import post_count_by_author
+        from social import selectors as social_selectors
+
         try:
             user = selectors.user_public_get(user_id=object_id(user_id, "user"))
         except User.DoesNotExist:
             raise NotFound("No such user.")
-        return Response(PublicUserSerializer(user).data)
+        if social_selectors.blocked_between(request.user, user):
+            raise NotFound("No such user.")
+        counts = social_selectors.counts_get(user_id=user.pk)
+        user.followers_count, user.following_count = counts.followers, counts.following
+        user.posts_count = post_count_by_author(author_id=user.pk)
+        user.followed_by_me = social_selectors.is_following(follower=request.user,
+                                                            followee_id=user.pk)
+        return Response(ProfileSerializer(user).data)
 
 
 # --- account changes ----------------------------------------------------------------------
@@ -278,7 +305,7 @@ class DeleteApi(APIView):
     @extend_schema(tags=["account"], request=PasswordConfirmInputSerializer,
                    responses={204: OpenApiResponse(description="Deleted.")})
     def post(self, request):
-        """Delete the account for good: personal data is removed (README "Accounts")."""
+        """Delete the account for good: personal data is removed (docs/api-accounts-posts.md)."""
         data = _valid(PasswordConfirmInputSerializer, request)
         services.user_delete(user=request.user, password=data["password"])
         return Response(status=status.HTTP_204_NO_CONTENT)

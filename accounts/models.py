@@ -22,7 +22,7 @@ class User(AbstractUser):
     Username stays the login name; email is optional but unique when given, so either can be
     used to sign in. `phone` is set only by a verified one-time code (accounts.services).
     A deleted account keeps its row (ids referenced by ledgers and counts stay valid) with its
-    personal data removed: see README "Accounts".
+    personal data removed: see docs/api-accounts-posts.md.
     """
 
     email = models.EmailField("email address", unique=True, null=True, blank=True)

@@ -274,20 +274,37 @@ def user_deactivate(*, user: User, password: str) -> None:
                                          "changed_at": _now_iso(timezone.now())})
 
 
+def user_deactivate_by_operator(*, user: User) -> bool:
+    """An operator's deactivation (admin action, or hiding a reported user): hidden and signed
+    out everywhere, as the user's own deactivation. Returns whether it changed."""
+    with transaction.atomic():
+        updated = User.objects.filter(pk=user.pk, is_active=True).update(is_active=False)
+        if not updated:
+            return False
+        user.is_active = False
+        user_revoke_all_tokens(user=user)
+        publish("user.account_changed", {"user_id": user.pk, "change": "deactivated",
+                                         "changed_at": _now_iso(timezone.now())})
+    return True
+
+
 def user_delete(*, user: User, password: str) -> None:
     """Delete the account: personal data removed, the row kept as an anonymous tombstone.
 
     Removed: names, email, phone, bio, avatar, password, phone codes (they hold IPs), the
-    user's comments; the user's posts are soft-deleted with their text cleared. Kept: the id
+    user's comments, follows (both ways), blocks and open reports; the user's posts are
+    soft-deleted with their text cleared. Kept: the id
     (ledgers and other rows refer to it), likes and views (counts stay true; they now point at
-    an anonymous id). See README "Accounts".
+    an anonymous id). See docs/api-accounts-posts.md.
     """
     from posts.services import posts_erase_for_deleted_user
+    from social.services import social_erase_for_deleted_user
 
     _require_password(user, password)
     now = timezone.now()
     with transaction.atomic():
         posts_erase_for_deleted_user(user=user)
+        social_erase_for_deleted_user(user=user)
         PhoneVerification.objects.filter(user=user).delete()
         old_avatar = user.avatar.name if user.avatar else None
         user.username = f"deleted-{user.pk}"

@@ -30,20 +30,24 @@ def wallets_lock(*, user_ids: Iterable[int] = (), system_codes: Iterable[str] = 
     UPDATE is the lock an UPDATE of the balance takes anyway, and it leaves foreign-key checks
     of new entries (FOR KEY SHARE) unblocked.
 
-    Missing user and system wallets are created first (see `_wallets_create`); returns the
-    wallets in primary-key order.
+    Missing user and system wallets are created first (see `_wallets_create`), BEFORE any
+    wallet is locked: creating one can wait for another transaction creating the same wallet,
+    and that transaction may want any wallet next, so a wallet lock held across that wait is a
+    deadlock (the stress test found it: lock the existing system account, wait for a user's
+    uncommitted wallet whose creator then asks for the system account). Returns the wallets in
+    primary-key order.
     """
     user_ids = sorted(set(user_ids))
     system_codes = sorted(set(system_codes))
-    wallets = _select_for_update(user_ids, system_codes)
-    if len(wallets) < len(user_ids) + len(system_codes):
+    if _existing(user_ids, system_codes) < len(user_ids) + len(system_codes):
         _wallets_create(user_ids, system_codes)
-        # The rows found above are already ours and rows we just inserted are invisible to
-        # every other transaction until we commit. The only new waits are on wallets another
-        # transaction created meanwhile: brand-new rows with higher keys than the ones we hold,
-        # so we still only ever wait for a higher key while holding lower ones (pk order).
-        wallets = _select_for_update(user_ids, system_codes)
-    return wallets
+    return _select_for_update(user_ids, system_codes)
+
+
+def _existing(user_ids: list[int], system_codes: list[str]) -> int:
+    # A plain read: no lock, so nothing is held while `_wallets_create` may wait.
+    return Wallet.objects.filter(Q(user_id__in=user_ids) | Q(system_code__in=system_codes)
+                                 ).count()
 
 
 def _select_for_update(user_ids: list[int], system_codes: list[str]) -> list[Wallet]:

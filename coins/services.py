@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from outbox.services import publish
 from posts.models import Post
+from social.selectors import blocked_between
 
 from .errors import (
     AlreadyGranted,
@@ -157,6 +158,11 @@ def coins_transfer(*, sender, recipient=None, amount: int, post_id: int | None =
     if sender.pk == recipient.pk:
         raise SelfTransfer("You cannot send coins to yourself.")
     if not recipient.is_active:
+        raise RecipientUnavailable("This user cannot receive coins.")
+    if blocked_between(sender, recipient):
+        # Said as for a missing post or an inactive account: a block is never revealed.
+        if post_id is not None:
+            raise PostNotTippable(f"Post {post_id} does not exist.")
         raise RecipientUnavailable("This user cannot receive coins.")
     kind = EntryKind.TIP if post_id is not None else EntryKind.TRANSFER
     with transaction.atomic():

@@ -69,6 +69,8 @@ register("post_liked", label=_("Likes on your posts"), category="social",
          in_app=T, push=T, email=F)
 register("post_commented", label=_("Comments on your posts"), category="social",
          in_app=T, push=T, email=F)
+register("new_follower", label=_("New followers"), category="social",
+         in_app=T, push=T, email=F)
 register("coins_received", label=_("Coins you receive"), category="coins",
          in_app=T, push=T, email=F)
 register("tip_received", label=_("Tips on your posts"), category="coins",

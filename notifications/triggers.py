@@ -27,6 +27,7 @@ from typing import Any
 
 from relay import registry
 from relay.registry import ConsumedEvent, PermanentError
+from social.selectors import blocked_between
 
 from . import kinds
 
@@ -77,6 +78,8 @@ def on_domain_event(event: ConsumedEvent) -> None:
         actor_id = data.get(t.actor) if t.actor else None
         if actor_id is not None and actor_id == recipient_id:
             continue  # your own like, tip or comment
+        if actor_id is not None and blocked_between(actor_id, recipient_id):
+            continue  # a block placed after the action, before its notification
         services.notification_request(
             recipient_id=recipient_id,
             kind=t.kind,
@@ -94,6 +97,8 @@ trigger("post.liked", kind="post_liked", recipient="author_id", actor="actor_id"
         copy=("post_id", "like_count"))
 trigger("post.commented", kind="post_commented", recipient="author_id", actor="actor_id",
         copy=("post_id", "comment_id", "text"))
+trigger("user.followed", kind="new_follower", recipient="followee_id", actor="follower_id",
+        copy=("followers_count",))
 trigger("coins.transferred", kind="coins_received", recipient="recipient_id", actor="sender_id",
         copy=("transfer_id", "amount", "note"), when=lambda d: d.get("kind") == "transfer")
 trigger("coins.transferred", kind="tip_received", recipient="recipient_id", actor="sender_id",

@@ -178,7 +178,7 @@ class PostViewApi(APIView):
     @extend_schema(tags=["views"], request=None, responses={200: ViewOutputSerializer})
     def post(self, request, post_id: int):
         """Record a view. It counts once per viewer per post per POSTS_VIEW_WINDOW_SECONDS
-        (README "Posts"); the author's own views never count."""
+        (docs/api-accounts-posts.md); the author's own views never count."""
         user = request.user if request.user.is_authenticated else None
         key = selectors.viewer_key(user=user, ip=client_ip(request),
                                    user_agent=request.META.get("HTTP_USER_AGENT", ""))
@@ -199,7 +199,7 @@ class PostCommentsApi(generics.ListAPIView):
 
     def get_queryset(self):
         post = _post_or_404(self.request, self.kwargs["post_id"])
-        return selectors.comment_list(post_id=post.pk)
+        return selectors.comment_list(post_id=post.pk, viewer=self.request.user)
 
     @extend_schema(tags=["comments"])
     def get(self, request, *args, **kwargs):

@@ -7,14 +7,17 @@ from django.db.models import Q
 
 class PostQuerySet(models.QuerySet):
     def visible(self) -> PostQuerySet:
-        return self.filter(deleted_at__isnull=True)
+        """Not deleted and not hidden by a moderator."""
+        return self.filter(deleted_at__isnull=True, hidden_at__isnull=True)
 
 
 class Post(models.Model):
     """A post. Counts are kept on the row (updated in the same transaction as the like, comment
     or view that changes them), so feeds never count rows.
 
-    A deleted post keeps its row (`deleted_at`), hidden from every feed and API.
+    A deleted post keeps its row (`deleted_at`), hidden from every feed and API. A post a
+    moderator hid after a report (`hidden_at`, social.services.report_resolve) is hidden the
+    same way: from feeds, search, counts and every API.
     """
 
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
@@ -29,6 +32,7 @@ class Post(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    hidden_at = models.DateTimeField(null=True, blank=True)
 
     objects = PostQuerySet.as_manager()
 
@@ -37,6 +41,10 @@ class Post(models.Model):
             models.Index(fields=["-created_at", "-id"], name="post_feed",
                          condition=Q(deleted_at__isnull=True)),
             models.Index(fields=["author", "-created_at", "-id"], name="post_author_feed",
+                         condition=Q(deleted_at__isnull=True)),
+            # The home feed merges a followed celebrity's posts at read time, newest (highest
+            # id) first: one short backward range per celebrity (feeds.selectors).
+            models.Index(fields=["author", "-id"], name="post_author_id",
                          condition=Q(deleted_at__isnull=True)),
         ]
 
@@ -65,6 +73,8 @@ class Comment(models.Model):
                                related_name="comments")
     text = models.TextField(max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Hidden by a moderator after a report: out of every list and of the post's comment count.
+    hidden_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["post", "-created_at", "-id"], name="comment_by_post")]

@@ -17,6 +17,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from outbox.services import Event, publish, publish_bulk
+from social.selectors import blocked_between
 
 from .models import Comment, Post, PostView
 
@@ -38,16 +39,18 @@ def _publish(event_type: str, post: Post, actor_id: int | None, **extra: Any) ->
         publish(event_type, _event_data(post, actor_id, **extra))
 
 
-def _lock_visible_post(post_id: int) -> Post:
-    """Lock the post row for this transaction; 404 when it is deleted or hidden.
+def _lock_visible_post(post_id: int, actor_id: int | None = None) -> Post:
+    """Lock the post row for this transaction; 404 when it is deleted or hidden, or when its
+    author and `actor_id` are in a block (either way: the post is hidden from the actor).
 
     Likes, unlikes, comments and views of one post take this lock first, then touch their
     own rows: one lock order everywhere, so they cannot deadlock, and a post deleted
     concurrently cannot gain a like after its delete committed.
     """
     post = (Post.objects.select_for_update(of=("self",))
-            .filter(pk=post_id, deleted_at__isnull=True, author__is_active=True).first())
-    if post is None:
+            .filter(pk=post_id, deleted_at__isnull=True, hidden_at__isnull=True,
+                    author__is_active=True).first())
+    if post is None or (actor_id is not None and blocked_between(actor_id, post.author_id)):
         raise Http404("No such post.")
     return post
 
@@ -130,7 +133,7 @@ def post_like(*, post_id: int, user) -> LikeResult:
     transaction as the like row.
     """
     with transaction.atomic():
-        post = _lock_visible_post(post_id)
+        post = _lock_visible_post(post_id, user.pk)
         with connection.cursor() as cur:
             cur.execute(
                 "INSERT INTO posts_like (post_id, user_id, created_at) VALUES (%s, %s, now()) "
@@ -149,7 +152,7 @@ def post_like(*, post_id: int, user) -> LikeResult:
 def post_unlike(*, post_id: int, user) -> LikeResult:
     """Withdraw a like. Idempotent: unliking a post not liked changes nothing."""
     with transaction.atomic():
-        post = _lock_visible_post(post_id)
+        post = _lock_visible_post(post_id, user.pk)
         deleted, _ = post.likes.filter(user=user).delete()
         if not deleted:
             return LikeResult(liked=False, like_count=post.like_count, changed=False)
@@ -164,7 +167,7 @@ def comment_create(*, post_id: int, author, text: str) -> Comment:
     if not text:
         raise ValidationError({"text": ["A comment cannot be empty."]})
     with transaction.atomic():
-        post = _lock_visible_post(post_id)
+        post = _lock_visible_post(post_id, author.pk)
         comment = Comment.objects.create(post=post, author=author, text=text)
         Post.objects.filter(pk=post.pk).update(comment_count=F("comment_count") + 1)
         post.comment_count += 1
@@ -180,8 +183,43 @@ def comment_delete(*, comment: Comment, actor) -> None:
     with transaction.atomic():
         post = _lock_visible_post(comment.post_id)
         deleted, _ = Comment.objects.filter(pk=comment.pk).delete()
-        if deleted:
+        if deleted and comment.hidden_at is None:
             Post.objects.filter(pk=post.pk).update(comment_count=F("comment_count") - 1)
+
+
+# --- moderation (social.services.report_resolve) --------------------------------------------
+
+
+def post_hide(*, post_id: int, operator) -> bool:
+    """Hide a post after a report: out of feeds, search and counts, like a deleted post, but
+    kept (an operator can see it in the admin). Returns whether it changed."""
+    with transaction.atomic():
+        post = (Post.objects.select_for_update(of=("self",))
+                .filter(pk=post_id, deleted_at__isnull=True, hidden_at__isnull=True).first())
+        if post is None:
+            return False
+        post.hidden_at = timezone.now()
+        post.save(update_fields=["hidden_at"])
+        _publish("post.hidden", post, operator.pk if operator else post.author_id)
+    return True
+
+
+def comment_hide(*, comment_id: int, operator) -> bool:
+    """Hide a comment after a report; the post's comment count drops by one."""
+    with transaction.atomic():
+        comment = Comment.objects.filter(pk=comment_id, hidden_at__isnull=True).first()
+        if comment is None:
+            return False
+        post = Post.objects.select_for_update(of=("self",)).get(pk=comment.post_id)
+        updated = Comment.objects.filter(pk=comment_id, hidden_at__isnull=True).update(
+            hidden_at=timezone.now())
+        if not updated:
+            return False
+        Post.objects.filter(pk=post.pk).update(comment_count=F("comment_count") - 1)
+        post.comment_count -= 1
+        _publish("comment.hidden", post, operator.pk if operator else comment.author_id,
+                 comment_id=comment_id, comment_count=post.comment_count)
+    return True
 
 
 @dataclass(frozen=True)
@@ -198,9 +236,9 @@ def view_window(now=None) -> int:
 def post_view_record(*, post_id: int, viewer, viewer_key: str) -> ViewResult:
     """Record a view. It counts (and emits `post.viewed`) at most once per viewer per post per
     window of POSTS_VIEW_WINDOW_SECONDS, and never for the post's own author."""
+    viewer_id = viewer.pk if viewer is not None else None
     with transaction.atomic():
-        post = _lock_visible_post(post_id)
-        viewer_id = viewer.pk if viewer is not None else None
+        post = _lock_visible_post(post_id, viewer_id)
         if viewer_id == post.author_id:
             return ViewResult(counted=False, view_count=post.view_count)
         _, created = PostView.objects.get_or_create(

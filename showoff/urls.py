@@ -15,6 +15,7 @@ api_patterns: list = [
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
     path("", include("accounts.urls")),
     path("", include("posts.urls")),
+    path("", include("social.urls")),
     path("coins/", include("coins.urls")),
     path("media/", include("media.urls")),
     path("notifications/", include("notifications.urls")),

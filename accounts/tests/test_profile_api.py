@@ -72,7 +72,9 @@ def test_another_users_profile_hides_private_fields(as_bob, anon, alice):
     for client in (as_bob, anon):
         body = client.get(f"/api/users/{alice.pk}/").json()
         assert body == {"id": alice.pk, "username": "alice", "display_name": "Alice", "bio": "",
-                        "avatar_url": None, "date_joined": body["date_joined"]}
+                        "avatar_url": None, "date_joined": body["date_joined"],
+                        "followers_count": 0, "following_count": 0, "posts_count": 0,
+                        "followed_by_me": False}
 
 
 def test_unknown_or_deactivated_users_are_404(anon, alice):

@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 
+import psycopg
 import pytest
 from django.db import OperationalError, connection, connections, transaction
 from django.db.models import Sum
@@ -336,3 +337,63 @@ def test_first_movement_of_many_new_wallets_at_once():
         10] * 6
     assert Wallet.objects.filter(system_code="adjustments").count() == 1
     assert connection.vendor == "postgresql"
+
+
+def test_wallets_lock_holds_no_wallet_while_waiting_to_create_one():
+    """A transaction creating a missing wallet may wait for another transaction that is creating
+    the same wallet. While it waits it must hold no wallet lock: the other one may want any
+    wallet next (here the system account), and a lock held across that wait is a deadlock
+    (seen in the first-movements stress test: PostgreSQL aborted three of twelve)."""
+    # given: a system account that exists, and a user whose wallet another transaction (other)
+    # has inserted but not committed
+    code = f"test-{uuid.uuid4().hex[:8]}"
+    with transaction.atomic():
+        locks.wallets_lock(system_codes=[code])  # created and committed
+    user = make_user()
+    params = connection.get_connection_params()
+    other = psycopg.connect(**{k: v for k, v in params.items()
+                               if k not in ("cursor_factory", "context")})
+    other.execute("SET lock_timeout = '10s'")
+    other.execute("INSERT INTO coins_wallet (user_id, system_code, balance, created_at, "
+                  "updated_at) VALUES (%s, NULL, 0, now(), now())", [user.pk])
+    pid: list[int] = []
+    result: list[object] = []
+
+    def lock_both() -> None:
+        try:
+            with transaction.atomic():
+                pid.append(connection.cursor().connection.info.backend_pid)
+                result.append([w.user_id or w.system_code
+                               for w in locks.wallets_lock(user_ids=[user.pk],
+                                                           system_codes=[code])])
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            result.append(exc)
+        finally:
+            connections.close_all()
+
+    # when: our transaction asks for both wallets and waits for the other's insert, then the
+    # other transaction asks for the system account
+    worker = threading.Thread(target=lock_both)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        waiting = pid and other.execute(
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s",
+            [pid[0]]).fetchone()
+        if waiting and waiting[0]:
+            break
+        time.sleep(0.02)
+    else:
+        pytest.fail("wallets_lock never waited for the uncommitted wallet")
+    try:
+        other.execute("SELECT id FROM coins_wallet WHERE system_code = %s FOR NO KEY UPDATE",
+                      [code])
+        other.commit()
+    finally:
+        other.close()
+    worker.join(30)
+
+    # then: neither transaction failed, and ours got both wallets (in primary-key order: the
+    # system account was created first)
+    assert not worker.is_alive()
+    assert result == [[code, user.pk]]

@@ -85,6 +85,10 @@ def test_liking_or_commenting_on_your_own_post_notifies_nobody():
      {"user_id": "A", "username": "ann", "email": "ann@example.com", "display_name": "Ann",
       "registered_at": NOW},
      "welcome", "A", None, {}),
+    ("user.followed",
+     {"follower_id": "B", "followee_id": "A", "followers_count": 3, "following_count": 1,
+      "occurred_at": NOW},
+     "new_follower", "A", "B", {"followers_count": 3}),
 ])
 def test_each_trigger_maps_its_event_to_its_kind(event_type, data, kind, recipient, actor,
                                                  context):
@@ -106,7 +110,7 @@ def test_every_trigger_event_type_is_read_by_the_notifications_consumer():
         "post-events", "transaction-events", "user-events", "video-processing"]
     assert sorted(triggers.TRIGGERS) == sorted([
         "user.registered", "post.liked", "post.commented", "coins.transferred",
-        "video.transcoded", "video.failed", "coins.withdrawal_completed",
+        "user.followed", "video.transcoded", "video.failed", "coins.withdrawal_completed",
         "coins.withdrawal_rejected"])
 
 
@@ -154,3 +158,20 @@ def test_an_event_without_its_recipient_is_dead_lettered():
     # when / then
     with pytest.raises(PermanentError, match="no owner_id to notify"):
         handle("notifications", broken)
+
+
+def test_no_notification_between_users_in_a_block():
+    # given: B liked A's post, then A blocked B before the notification was made
+    from social.models import Block
+
+    a, b = make_user(), make_user()
+    Block.objects.create(blocker=a, blocked=b)
+    # when
+    handle("notifications", consumed("post.liked", {
+        "post_id": 7, "author_id": a.pk, "actor_id": b.pk, "occurred_at": NOW,
+        "like_count": 1}))
+    handle("notifications", consumed("user.followed", {
+        "follower_id": b.pk, "followee_id": a.pk, "followers_count": 1, "following_count": 1,
+        "occurred_at": NOW}))
+    # then
+    assert events("notification.requested") == []

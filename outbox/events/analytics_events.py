@@ -10,7 +10,7 @@ events. Every event carries the same envelope:
   `uuid5(user or "-", device, client id)` (`analytics.services.client_event_uuid`), so a retried
   item is the same event everywhere (ingestion receipt, outbox, consumer inbox);
 - `occurred_at`: when it happened, on the server's clock (the client's time corrected by the
-  batch's `sent_at`, see README "Analytics"); aggregates are bucketed by this time;
+  batch's `sent_at`, see docs/api-analytics.md); aggregates are bucketed by this time;
 - `received_at`: when the server accepted it; `platform`, `app_version`, `session_id`.
 
 Record key: `device_id`. Every client event has a device (anonymous ones too, which have no

@@ -38,13 +38,18 @@ register(
                 {"changed": obj({"text": TEXT_2000, "video_id": NULLABLE_ID}, required=[])
                  | {"minProperties": 1}}),
     _post_event("post.deleted", "A soft delete: the post is hidden everywhere from now on.", {}),
+    _post_event("post.hidden", "A moderator hid the post after a report (actor_id: the "
+                "operator): it leaves feeds, search and counts like a deleted post.", {}),
+    _post_event("comment.hidden", "A moderator hid a comment after a report (actor_id: the "
+                "operator); comment_count is the post's count without it.",
+                {"comment_id": ID, "comment_count": COUNT}),
     _post_event("post.liked", "A new like (a repeated like emits nothing).",
                 {"like_count": COUNT}),
     _post_event("post.unliked", "A like withdrawn (unliking a post not liked emits nothing).",
                 {"like_count": COUNT}),
     _post_event("post.commented", "A new comment.",
                 {"comment_id": ID, "text": TEXT_2000, "comment_count": COUNT}),
-    _post_event("post.viewed", "A counted view (README: one per viewer per post per window); "
-                "actor_id is null for an anonymous viewer.",
+    _post_event("post.viewed", "A counted view (one per viewer per post per window, see "
+                "docs/api-accounts-posts.md); actor_id is null for an anonymous viewer.",
                 {"view_count": COUNT}, anonymous_actor=True),
 )

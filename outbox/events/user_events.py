@@ -87,3 +87,79 @@ register(
         schema=obj({"user_id": ID, "phone": PHONE, "verified_at": TIME}),
     ),
 )
+
+# --- the social graph (social.services). Keyed by the acting user (the follower, the blocker,
+# the reporter): one user's follows, unfollows and blocks keep their order on one partition.
+COUNT = {"type": "integer", "minimum": 0}
+
+
+def _follow_event(type_: str, description: str, extra: dict | None = None) -> EventType:
+    return EventType(
+        type=type_,
+        topic="user-events",
+        key="follower_id",
+        description=description,
+        schema=obj(
+            {
+                "follower_id": ID,
+                "followee_id": ID,
+                # The counts after the change (the followee's followers, the follower's
+                # following), as committed under both users' count-row locks.
+                "followers_count": COUNT,
+                "following_count": COUNT,
+                "occurred_at": TIME,
+                **(extra or {}),
+            }
+        ),
+    )
+
+
+register(
+    _follow_event("user.followed", "follower_id started following followee_id (a repeated "
+                  "follow emits nothing)."),
+    _follow_event("user.unfollowed", "follower_id stopped following followee_id: by their "
+                  "own unfollow, or because one of the two blocked the other (reason).",
+                  {"reason": {"type": "string", "enum": ["unfollow", "block", "account"]}}),
+    *(EventType(type=type_, topic="user-events", key="blocker_id", description=description,
+                schema=obj({"blocker_id": ID, "blocked_id": ID, "occurred_at": TIME}))
+      for type_, description in (
+          ("user.blocked", "blocker_id blocked blocked_id; the follows between them were "
+           "removed (each with its own user.unfollowed, published first)."),
+          ("user.unblocked", "blocker_id lifted the block on blocked_id (follows are not "
+           "restored)."))),
+    EventType(
+        type="report.filed",
+        topic="user-events",
+        key="reporter_id",
+        description="A report of a post, comment or user, waiting for an operator.",
+        schema=obj(
+            {
+                "report_id": ID,
+                "reporter_id": ID,
+                "target_type": {"type": "string", "enum": ["post", "comment", "user"]},
+                "target_id": ID,
+                "target_user_id": ID,
+                "reason": {"type": "string", "maxLength": 20},
+                "occurred_at": TIME,
+            }
+        ),
+    ),
+    EventType(
+        type="report.resolved",
+        topic="user-events",
+        key="reporter_id",
+        description="An operator decided a report: the content was hidden, or the report "
+        "dismissed.",
+        schema=obj(
+            {
+                "report_id": ID,
+                "reporter_id": ID,
+                "target_type": {"type": "string", "enum": ["post", "comment", "user"]},
+                "target_id": ID,
+                "status": {"type": "string", "enum": ["hidden", "dismissed"]},
+                "operator_id": {"type": ["integer", "null"], "minimum": 1},
+                "occurred_at": TIME,
+            }
+        ),
+    ),
+)

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "media",
     "notifications",
     "analytics",
+    "social",
 ]
 
 MIDDLEWARE = [
@@ -168,7 +169,7 @@ KAFKA_MESSAGE_MAX_BYTES = env.int("KAFKA_MESSAGE_MAX_BYTES", default=1_000_000)
 # --- DRF -------------------------------------------------------------------------------------
 
 # Clients authenticate with JWT (mobile and web; refresh tokens rotate and revocation is a
-# blacklist, see README "Accounts"); the admin and the browsable docs use the session.
+# blacklist, see docs/api.md); the admin and the browsable docs use the session.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.JWTAuthentication",
@@ -319,7 +320,7 @@ CONSUMER_MAX_POLL_INTERVAL_MS = env.int("CONSUMER_MAX_POLL_INTERVAL_MS", default
 CONSUMER_AUTO_OFFSET_RESET = env("CONSUMER_AUTO_OFFSET_RESET", default="earliest")
 CONSUMER_SUMMARY_INTERVAL = env.float("CONSUMER_SUMMARY_INTERVAL", default=60.0)
 
-# monitoring (showoff/metrics.py, README "Monitoring")
+# monitoring (showoff/metrics.py, docs/monitoring.md)
 # When set, GET /metrics needs `Authorization: Bearer <token>`.
 METRICS_AUTH_TOKEN = env("METRICS_AUTH_TOKEN", default="")
 # Address the metrics HTTP servers of run_relay/consume (--metrics-port) and Celery listen on.
@@ -344,7 +345,7 @@ SMS_SEAL_KEYS = env.list("SMS_SEAL_KEYS", default=[])
 ACCOUNTS_TRUSTED_PROXY_COUNT = env.int("ACCOUNTS_TRUSTED_PROXY_COUNT", default=0)
 
 # posts
-# A viewer's views of one post count once per this many seconds (README "Posts").
+# A viewer's views of one post count once per this many seconds (docs/api-accounts-posts.md).
 POSTS_VIEW_WINDOW_SECONDS = env.int("POSTS_VIEW_WINDOW_SECONDS", default=24 * 3600)
 # Only bench/posts_create.py turns this off, to measure what the outbox write costs; it is not
 # read from the environment so that no deployment can drop events by configuration.
