@@ -40,6 +40,8 @@ CASES = {
         user=u, password=PASSWORD),
     "user.account_changed:deleted": lambda u: lambda: services.user_delete(
         user=u, password=PASSWORD),
+    "user.account_changed:deactivated_by_operator": lambda u: lambda: (
+        services.user_deactivate_by_operator(user=u)),
     "user.phone_verified": _verify,
 }
 

@@ -21,6 +21,11 @@ def _liked(post, fan):
     return lambda: services.post_unlike(post_id=post.pk, user=fan)
 
 
+def _commented(post, fan):
+    comment = services.comment_create(post_id=post.pk, author=fan, text="rude")
+    return lambda: services.comment_hide(comment_id=comment.pk, operator=None)
+
+
 CASES = {
     "post.liked": lambda post, fan: lambda: services.post_like(post_id=post.pk, user=fan),
     "post.unliked": _liked,
@@ -32,6 +37,8 @@ CASES = {
         post=post, actor=post.author, text="edited"),
     "post.deleted": lambda post, fan: lambda: services.post_delete(post=post,
                                                                    actor=post.author),
+    "post.hidden": lambda post, fan: lambda: services.post_hide(post_id=post.pk, operator=None),
+    "comment.hidden": _commented,
 }
 
 
