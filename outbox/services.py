@@ -241,12 +241,41 @@ def publish_bulk(events: Iterable[Event], *, using: str = DEFAULT_DB_ALIAS) -> l
     transaction.
     """
     _require_atomic(connections[using])
-    builder = _Builder(timezone.now(), tracing.current_traceparent())
-    rows = [builder.build(ev) for ev in events]
-    if rows:
-        _copy(rows, using)
-        _log_published(rows)
-    return [row.event_id for row in rows]
+    batch = EventBatch()
+    for ev in events:
+        batch.add(ev)
+    return batch.publish(using=using)
+
+
+class EventBatch:
+    """`publish_bulk` in two steps, for a caller that checks events one by one and then writes
+    some of them (analytics ingestion answers each client item on its own).
+
+    `add` checks an event exactly as `publish` does (type, schema, key, record size) and raises
+    as it would, writing nothing; `publish` writes the added events (or those of `event_ids`)
+    with one COPY, inside the caller's transaction. Each event is serialised and validated once.
+    """
+
+    def __init__(self) -> None:
+        self._builder = _Builder(timezone.now(), tracing.current_traceparent())
+        self._rows: list[_Row] = []
+
+    def add(self, event: Event) -> UUID:
+        row = self._builder.build(event)
+        self._rows.append(row)
+        return row.event_id
+
+    def publish(self, *, event_ids: Iterable[UUID] | None = None,
+                using: str = DEFAULT_DB_ALIAS) -> list[UUID]:
+        _require_atomic(connections[using])
+        rows = self._rows
+        if event_ids is not None:
+            wanted = set(event_ids)
+            rows = [row for row in rows if row.event_id in wanted]
+        if rows:
+            _copy(rows, using)
+            _log_published(rows)
+        return [row.event_id for row in rows]
 
 
 def _copy(rows: list[_Row], using: str) -> None:
