@@ -278,15 +278,38 @@ class EventBatch:
         return [row.event_id for row in rows]
 
 
+# COPY's text format: a backslash, tab, newline or carriage return inside a value is escaped.
+# The JSON texts need only their backslashes doubled: orjson and json.dumps write no raw
+# control characters and no whitespace between tokens.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_CHUNK = 256 * 1024  # characters sent to PostgreSQL per write
+
+
+def _copy_line(row: _Row) -> str:
+    headers = row.headers_json.replace("\\", "\\\\")
+    payload = row.payload_json.replace("\\", "\\\\")
+    return (f"{row.event_id}\t{row.type}\t{row.topic}\t{row.key.translate(_COPY_ESCAPES)}\t"
+            f"{row.shard_hash}\t{headers}\t{payload}\n")
+
+
 def _copy(rows: list[_Row], using: str) -> None:
     connection = connections[using]
     started = time.monotonic()
     with connection.cursor() as cur, connection.wrap_database_errors:
-        # psycopg's COPY sends the rows in chunks as they are written; the raw cursor is used
-        # because Django's cursor has no COPY.
+        # The raw psycopg cursor: Django's has no COPY. The rows go in chunks, each written as
+        # COPY text here (psycopg's per-row write_row costs four times as much).
         with cur.cursor.copy(_COPY) as copy:
+            chunk: list[str] = []
+            size = 0
             for row in rows:
-                copy.write_row(row[:7])
+                line = _copy_line(row)
+                chunk.append(line)
+                size += len(line)
+                if size >= _COPY_CHUNK:
+                    copy.write("".join(chunk))
+                    chunk, size = [], 0
+            if chunk:
+                copy.write("".join(chunk))
     if connection.queries_logged:
         # Django's query log (DEBUG, assertNumQueries) does not see a raw COPY: record it.
         connection.queries_log.append({"sql": f"{_COPY} -- {len(rows)} rows",

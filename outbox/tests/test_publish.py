@@ -213,3 +213,14 @@ def test_importing_one_events_module_first_does_not_hide_the_others():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "user-events", out.stderr
+
+
+@pytest.mark.django_db
+def test_bulk_rows_keep_tabs_newlines_and_backslashes_in_keys_and_data():
+    # COPY's text format gives these characters a meaning: they must arrive as they were
+    key = "a\tb\nc\\d\re\\N"
+    data = {**PROBE, "key": key, "padding": "\\N \\. \t \n \\\\ \" end\\"}
+    with transaction.atomic():
+        publish_bulk([Event("pipeline.probe", data), Event("pipeline.probe", data, key="\\.")])
+    rows = sorted(OutboxEvent.objects.values_list("key", "payload"), key=lambda r: r[0])
+    assert rows == sorted([(key, data), ("\\.", data)], key=lambda r: r[0])
