@@ -84,9 +84,12 @@ class EventType:
         if self._compiled is None:
             _check_keywords(self.schema, self.type)
             # Formats are annotations in draft 2020-12 (jsonschema does not assert them without
-            # a format checker), and defaults must never be written into the data.
+            # a format checker), and defaults must never be written into the data. Its errors
+            # are never shown (jsonschema words them), so they are built plain: a `null` taking
+            # the second branch of an `anyOf` costs one cheap exception, not a detailed one.
             object.__setattr__(self, "_compiled", fastjsonschema.compile(
-                self.schema, use_formats=False, use_default=False))
+                _const_as_enum(self.schema), use_formats=False, use_default=False,
+                detailed_exceptions=False))
 
     def validate(self, data: Any) -> None:
         if self._compiled is None:
@@ -146,6 +149,32 @@ _SAME_IN_BOTH_DRAFTS = frozenset({
 })
 
 
+_SUBSCHEMA = ("additionalProperties", "propertyNames", "items", "contains", "not", "if", "then",
+              "else")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties")
+_SUBSCHEMA_LISTS = ("anyOf", "allOf", "oneOf")
+
+
+def _const_as_enum(schema: Any) -> Any:
+    """`{"const": v}` as `{"enum": [v]}` (the same constraint) in every subschema:
+    fastjsonschema 2.22 cannot compile `const` without detailed exceptions."""
+    if not isinstance(schema, dict):
+        return schema
+    out = dict(schema)
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    for name in _SUBSCHEMA:
+        if name in out:
+            out[name] = _const_as_enum(out[name])
+    for name in _SUBSCHEMA_MAPS:
+        if name in out:
+            out[name] = {k: _const_as_enum(v) for k, v in out[name].items()}
+    for name in _SUBSCHEMA_LISTS:
+        if name in out:
+            out[name] = [_const_as_enum(v) for v in out[name]]
+    return out
+
+
 def _check_keywords(schema: Any, event_type: str, where: str = "#") -> None:
     if isinstance(schema, bool):
         return
@@ -156,14 +185,13 @@ def _check_keywords(schema: Any, event_type: str, where: str = "#") -> None:
         raise ValueError(f"{event_type}: schema keyword(s) {', '.join(unknown)} at {where} are "
                          "not supported by the compiled validator; use the keywords listed in "
                          "outbox/catalogue.py (_SAME_IN_BOTH_DRAFTS)")
-    for name in ("properties", "patternProperties"):
+    for name in _SUBSCHEMA_MAPS:
         for prop, sub in schema.get(name, {}).items():
             _check_keywords(sub, event_type, f"{where}/{name}/{prop}")
-    for name in ("additionalProperties", "propertyNames", "items", "contains", "not", "if",
-                 "then", "else"):
+    for name in _SUBSCHEMA:
         if name in schema and not isinstance(schema[name], bool):
             _check_keywords(schema[name], event_type, f"{where}/{name}")
-    for name in ("anyOf", "allOf", "oneOf"):
+    for name in _SUBSCHEMA_LISTS:
         for i, sub in enumerate(schema.get(name, [])):
             _check_keywords(sub, event_type, f"{where}/{name}/{i}")
 

@@ -120,3 +120,16 @@ def test_a_schema_the_compiled_validator_would_misread_is_refused_at_registratio
         catalogue.register(et)
     assert named in str(info.value)
     assert "test.misread" not in catalogue.all_types()
+
+
+def test_const_is_compiled_as_the_same_constraint_and_a_property_named_const_is_untouched():
+    et = EventType(type="test.const", topic="analytics-events", key="k", schema=obj({
+        "k": {"type": "string"}, "const": {"type": "integer", "not": {"const": 0}},
+        "flag": {"anyOf": [{"const": "on"}, {"type": "null"}]}}))
+    et.compile()
+    for data, ok in [({"k": "a", "const": 5, "flag": "on"}, True),
+                     ({"k": "a", "const": 0, "flag": None}, False),
+                     ({"k": "a", "const": 5, "flag": "off"}, False),
+                     ({"k": "a", "const": "5", "flag": None}, False)]:
+        assert _compiled_accepts(et, data) is ok, data
+        assert (outcome(et, data) == []) is ok, data
