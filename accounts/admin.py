@@ -16,17 +16,18 @@ class ShowOffUserAdmin(UserAdmin):
     list_display = ("username", "email", "display_name", "phone", "is_active", "is_staff",
                     "date_joined", "deleted_at")
     list_filter = ("is_active", "is_staff", "is_superuser",
+                   ("email_verified_at", admin.EmptyFieldListFilter),
                    ("phone_verified_at", admin.EmptyFieldListFilter),
                    ("deleted_at", admin.EmptyFieldListFilter), "date_joined")
     search_fields = ("username", "email", "display_name", "phone")
     ordering = ("-date_joined",)
-    readonly_fields = ("username", "email", "display_name", "bio", "avatar", "phone",
-                       "phone_verified_at", "is_active", "last_login", "date_joined",
+    readonly_fields = ("username", "email", "email_verified_at", "display_name", "bio", "avatar",
+                       "phone", "phone_verified_at", "is_active", "last_login", "date_joined",
                        "deleted_at")
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Profile", {"fields": ("display_name", "bio", "avatar", "email", "phone",
-                                "phone_verified_at")}),
+        ("Profile", {"fields": ("display_name", "bio", "avatar", "email", "email_verified_at",
+                                "phone", "phone_verified_at")}),
         ("Status", {"fields": ("is_active", "deleted_at", "last_login", "date_joined")}),
         ("Permissions", {"fields": ("is_staff", "is_superuser", "groups", "user_permissions")}),
     )

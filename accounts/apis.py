@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
-from showoff.drf import client_ip, object_id
+from showoff.drf import ScopedEmailThrottle, client_ip, object_id
 
 from . import selectors, services
 from .authentication import revoke_access_token
@@ -58,11 +60,16 @@ class ProfileSerializer(PublicUserSerializer):
 class MeSerializer(PublicUserSerializer):
     """The signed-in user's own profile, private fields included."""
 
+    email_verified = serializers.SerializerMethodField()
     phone_verified = serializers.SerializerMethodField()
 
     class Meta(PublicUserSerializer.Meta):
-        fields = [*PublicUserSerializer.Meta.fields, "email", "phone", "phone_verified"]
+        fields = [*PublicUserSerializer.Meta.fields, "email", "email_verified", "phone",
+                  "phone_verified"]
         read_only_fields = fields
+
+    def get_email_verified(self, user: User) -> bool:
+        return user.email_verified_at is not None
 
     def get_phone_verified(self, user: User) -> bool:
         return user.phone_verified_at is not None
@@ -140,6 +147,28 @@ class PhoneVerifyInputSerializer(PhoneCodeInputSerializer):
                                   error_messages={"invalid": "The code is 6 digits."})
 
 
+class PasswordResetInputSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class TokenInputSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200, help_text="The token from the emailed link.")
+
+
+class PasswordResetConfirmInputSerializer(TokenInputSerializer):
+    new_password = serializers.CharField(write_only=True, max_length=128,
+                                         style={"input_type": "password"})
+
+
+class EmailVerificationOutputSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    expires_at = serializers.DateTimeField()
+
+
 def _valid(serializer_class, request) -> dict:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
@@ -161,6 +190,7 @@ class RegisterApi(APIView):
         user = services.user_register(
             username=data.get("username"), password=data["password"],
             email=data.get("email") or None, display_name=data.get("display_name", ""),
+            ip=client_ip(request),
         )
         return Response(MeSerializer(user).data, status=status.HTTP_201_CREATED)
 
@@ -207,6 +237,93 @@ class LogoutApi(APIView):
         if request.auth is not None and hasattr(request.auth, "payload"):
             revoke_access_token(request.auth)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- account recovery: password reset and email verification ------------------------------
+
+# The default throttles (per client, per IP scope) plus one per email address.
+_RECOVERY_THROTTLES = [*api_settings.DEFAULT_THROTTLE_CLASSES, ScopedEmailThrottle]
+
+
+class PasswordResetApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_scope = "recovery"
+    throttle_email_scope = "recovery_email"
+    throttle_classes = _RECOVERY_THROTTLES
+
+    @staticmethod
+    def throttle_email(request) -> str | None:
+        return request.data.get("email") if hasattr(request.data, "get") else None
+
+    @extend_schema(tags=["auth"], request=PasswordResetInputSerializer,
+                   responses={202: DetailSerializer})
+    def post(self, request):
+        """Email a password reset link to the account using this address, if there is one.
+
+        The answer is the same whether or not an account uses the address (it never tells
+        who has an account); the link works once, within ACCOUNTS_PASSWORD_RESET_TTL_SECONDS.
+        Throttled per client IP and per address."""
+        data = _valid(PasswordResetInputSerializer, request)
+        services.password_reset_request(email=data["email"], ip=client_ip(request))
+        minutes = max(1, settings.ACCOUNTS_PASSWORD_RESET_TTL_SECONDS // 60)
+        return Response({"detail": "If an account uses this email address, a link to reset "
+                         f"its password is on its way. The link works once, within {minutes} "
+                         "minutes."}, status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_scope = "recovery_token"
+
+    @extend_schema(tags=["auth"], request=PasswordResetConfirmInputSerializer,
+                   responses={204: OpenApiResponse(description="Password changed; every "
+                                                   "session of the account is signed out.")})
+    def post(self, request):
+        """Choose a new password with the token of an emailed reset link.
+
+        The token works once; an expired, used or superseded token (or one issued before
+        the password or email last changed) is a 400 saying which. Every existing session,
+        access and refresh token of the account stops working; sign in with the new
+        password."""
+        data = _valid(PasswordResetConfirmInputSerializer, request)
+        services.user_password_reset(token=data["token"], new_password=data["new_password"],
+                                     ip=client_ip(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EmailVerifyApi(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_scope = "recovery_token"
+
+    @extend_schema(tags=["auth"], request=TokenInputSerializer,
+                   responses={204: OpenApiResponse(description="Email address verified.")})
+    def post(self, request):
+        """Verify the account's email address with the token of an emailed link (no sign-in
+        needed: the link may be opened on another device)."""
+        data = _valid(TokenInputSerializer, request)
+        services.user_email_verify(token=data["token"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EmailVerificationApi(APIView):
+    throttle_scope = "recovery"
+    throttle_email_scope = "recovery_email"
+    throttle_classes = _RECOVERY_THROTTLES
+
+    @staticmethod
+    def throttle_email(request) -> str | None:
+        return request.user.email
+
+    @extend_schema(tags=["account"], request=None,
+                   responses={202: EmailVerificationOutputSerializer})
+    def post(self, request):
+        """Send a new verification link to your email address (older links stop working)."""
+        row = services.email_verification_request(user=request.user, ip=client_ip(request))
+        return Response({"email": row.email, "expires_at": row.expires_at},
+                        status=status.HTTP_202_ACCEPTED)
 
 
 # --- profile --------------------------------------------------------------------------------
@@ -274,7 +391,7 @@ class EmailChangeApi(APIView):
     def post(self, request):
         data = _valid(EmailChangeInputSerializer, request)
         services.user_email_change(user=request.user, password=data["password"],
-                                   new_email=data["new_email"])
+                                   new_email=data["new_email"], ip=client_ip(request))
         return Response(MeSerializer(request.user).data)
 
 

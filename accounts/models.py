@@ -34,6 +34,9 @@ class User(AbstractUser):
     phone = models.CharField(max_length=16, null=True, blank=True, unique=True,
                              validators=[PHONE_VALIDATOR])
     phone_verified_at = models.DateTimeField(null=True, blank=True)
+    # Set when the user opened a verification (or password reset) link sent to `email`;
+    # cleared when the email changes.
+    email_verified_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(AbstractUser.Meta):
@@ -68,3 +71,40 @@ class PhoneVerification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.phone} for user {self.user_id}"
+
+
+class AccountToken(models.Model):
+    """A single-use link token sent by email: password reset or email verification.
+
+    Only a keyed hash (HMAC-SHA256 under a key derived from SECRET_KEY) of the token is stored,
+    so a leaked table or backup gives no usable link. The token is bound to the address it was
+    sent to and, for a password reset, to the password it would replace: a changed email or
+    password makes it useless, whatever path changed them (API, admin, `changepassword`).
+    A newer token of the same purpose supersedes older unused ones.
+    """
+
+    class Purpose(models.TextChoices):
+        PASSWORD_RESET = "password_reset", "Password reset"
+        EMAIL_VERIFICATION = "email_verification", "Email verification"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_tokens")
+    purpose = models.CharField(max_length=32, choices=Purpose.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    email = models.EmailField()
+    # Keyed hash of the password hash at issue time (password resets only; "" otherwise).
+    password_fingerprint = models.CharField(max_length=64, blank=True)
+    requested_ip = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["user", "purpose", "created_at"],
+                         name="accounttoken_user_purpose"),
+            models.Index(fields=["expires_at"], name="accounttoken_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} for user {self.user_id}"

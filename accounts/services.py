@@ -10,8 +10,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -24,12 +25,12 @@ from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from outbox.events.sms_events import seal
+from outbox.sealing import seal
 from outbox.services import publish
 from showoff.drf import RateLimited
 
 from . import selectors
-from .models import PhoneVerification, User
+from .models import AccountToken, PhoneVerification, User
 
 UNSET: Any = object()
 
@@ -56,9 +57,9 @@ def _username_from_email(email: str) -> str:
 
 
 def user_register(*, password: str, username: str | None = None, email: str | None = None,
-                  display_name: str = "") -> User:
+                  display_name: str = "", ip: str | None = None) -> User:
     """Register with a username, an email, or both (a username is derived from the email when
-    not given); either can be used to log in."""
+    not given); either can be used to log in. An email gets a verification link."""
     email = BaseUserManager.normalize_email(email) if email else None
     if not username and not email:
         raise ValidationError({"username": ["Give a username, an email address, or both."]})
@@ -87,6 +88,8 @@ def user_register(*, password: str, username: str | None = None, email: str | No
                 "display_name": candidate.display_name,
                 "registered_at": _now_iso(candidate.date_joined),
             })
+            if candidate.email:
+                _email_verification_issue(user=candidate, ip=ip, now=candidate.date_joined)
     except IntegrityError:
         # Two registrations raced for the same username or email; the other one won.
         raise ValidationError({"username": ["This username or email was just taken; "
@@ -222,7 +225,8 @@ def _require_password(user: User, password: str, field: str = "password") -> Non
         raise ValidationError({field: ["Wrong password."]})
 
 
-def user_email_change(*, user: User, password: str, new_email: str) -> None:
+def user_email_change(*, user: User, password: str, new_email: str,
+                      ip: str | None = None) -> None:
     _require_password(user, password)
     new_email = BaseUserManager.normalize_email(new_email)
     if User.objects.filter(email__iexact=new_email).exclude(pk=user.pk).exists():
@@ -230,16 +234,22 @@ def user_email_change(*, user: User, password: str, new_email: str) -> None:
     old_email = user.email
     if old_email == new_email:
         return
+    old_verified_at = user.email_verified_at
     try:
         with transaction.atomic():
+            now = timezone.now()
             user.email = new_email
-            user.save(update_fields=["email"])
+            # The new address is unproven until its link is opened; links sent to the old
+            # one stop working (a token is bound to the address it was sent to).
+            user.email_verified_at = None
+            user.save(update_fields=["email", "email_verified_at"])
             publish("user.account_changed", {
                 "user_id": user.pk, "change": "email", "old_email": old_email,
-                "new_email": new_email, "changed_at": _now_iso(timezone.now()),
+                "new_email": new_email, "changed_at": _now_iso(now),
             })
+            _email_verification_issue(user=user, ip=ip, now=now)
     except IntegrityError:
-        user.email = old_email
+        user.email, user.email_verified_at = old_email, old_verified_at
         raise ValidationError({"new_email": ["Another account uses this email."]})
 
 
@@ -306,6 +316,7 @@ def user_delete(*, user: User, password: str) -> None:
         posts_erase_for_deleted_user(user=user)
         social_erase_for_deleted_user(user=user)
         PhoneVerification.objects.filter(user=user).delete()
+        AccountToken.objects.filter(user=user).delete()
         old_avatar = user.avatar.name if user.avatar else None
         user.username = f"deleted-{user.pk}"
         user.email = None
@@ -326,13 +337,213 @@ def user_delete(*, user: User, password: str) -> None:
             transaction.on_commit(lambda: storage.delete(old_avatar))
 
 
+# --- account recovery: password reset and email verification ------------------------------
+#
+# A link token is 256 random bits, sent only inside the email (sealed in its event); the
+# database keeps its keyed hash. Lock order everywhere: the user row, then its token rows.
+
+_TOKEN_EVENTS = uuid.UUID("9d1f3c52-4b8e-4c1a-9a57-1e0b8f6d2c44")
+Purpose = AccountToken.Purpose
+_LINK_SETTING = {Purpose.PASSWORD_RESET: "ACCOUNTS_PASSWORD_RESET_URL",
+                 Purpose.EMAIL_VERIFICATION: "ACCOUNTS_EMAIL_VERIFICATION_URL"}
+_TTL_SETTING = {Purpose.PASSWORD_RESET: "ACCOUNTS_PASSWORD_RESET_TTL_SECONDS",
+                Purpose.EMAIL_VERIFICATION: "ACCOUNTS_EMAIL_VERIFICATION_TTL_SECONDS"}
+
+
+def _token_hash(token: str) -> str:
+    return _keyed_hash("account-token", token)
+
+
+def _password_fingerprint(user: User) -> str:
+    # Any change of the password hash (API, admin, `changepassword`) changes this.
+    return _keyed_hash("password-fingerprint", user.password or "")
+
+
+def normalize_recovery_email(email: str) -> str:
+    """The form an address is looked up, throttled and keyed by: trimmed, lower case."""
+    return email.strip().lower()
+
+
+def _account_token_issue(*, user: User, purpose: str, ip: str | None, now: datetime,
+                         event_id: uuid.UUID | None = None) -> AccountToken:
+    """Supersede the user's unused tokens of `purpose`, store a new one, and publish the
+    `email.requested` that carries its link (sealed). Call inside a transaction."""
+    User.objects.select_for_update().filter(pk=user.pk).first()
+    AccountToken.objects.filter(user=user, purpose=purpose, used_at__isnull=True,
+                                superseded_at__isnull=True).update(superseded_at=now)
+    token = secrets.token_urlsafe(32)
+    ttl = getattr(settings, _TTL_SETTING[purpose])
+    row = AccountToken.objects.create(
+        user=user, purpose=purpose, token_hash=_token_hash(token), email=user.email,
+        password_fingerprint=(_password_fingerprint(user)
+                              if purpose == Purpose.PASSWORD_RESET else ""),
+        requested_ip=ip, created_at=now, expires_at=now + timedelta(seconds=ttl),
+    )
+    link = getattr(settings, _LINK_SETTING[purpose]).replace("{token}", token)
+    context: dict[str, Any] = {"email": user.email}
+    if purpose == Purpose.PASSWORD_RESET:
+        context["expires_in_minutes"] = max(1, ttl // 60)
+    else:
+        context["expires_in_hours"] = max(1, ttl // 3600)
+    publish("email.requested", {
+        "to": user.email,
+        "user_id": user.pk,
+        "template": str(purpose),
+        "context": context,
+        "secret": seal(link),
+        "not_after": _now_iso(row.expires_at),
+        "requested_at": _now_iso(now),
+    }, event_id=event_id)
+    return row
+
+
+def password_reset_request(*, email: str, ip: str | None) -> None:
+    """Ask for a password reset link for `email`, which may belong to no account.
+
+    Writes one `email.password_reset_requested` and nothing else, the same for every address:
+    the answer, the statements run and so the time taken do not depend on whether an account
+    uses it. The `accounts` consumer looks it up (`password_reset_issue`)."""
+    with transaction.atomic():
+        publish("email.password_reset_requested", {
+            "email": normalize_recovery_email(email), "ip": ip,
+            "requested_at": _now_iso(timezone.now()),
+        })
+
+
+def password_reset_issue(*, email: str, ip: str | None, requested_at: datetime,
+                         source_event_id: uuid.UUID) -> AccountToken | None:
+    """Consumer side of a reset request: for the active account using `email`, issue a link
+    (superseding older ones) and request its email. None when no active account uses the
+    address, or the request is older than a link's lifetime (nobody waits for it any more)."""
+    now = timezone.now()
+    ttl = timedelta(seconds=settings.ACCOUNTS_PASSWORD_RESET_TTL_SECONDS)
+    if requested_at + ttl <= now:
+        return None
+    user = (selectors.user_public_queryset().filter(email__iexact=email)
+            .order_by("pk").first())
+    if user is None:
+        return None
+    # Derived from the request, so even a replay past the inbox asks for the same email.
+    event_id = uuid.uuid5(_TOKEN_EVENTS, f"{source_event_id}:password_reset")
+    return _account_token_issue(user=user, purpose=Purpose.PASSWORD_RESET, ip=ip, now=now,
+                                event_id=event_id)
+
+
+def _email_verification_issue(*, user: User, ip: str | None, now: datetime) -> AccountToken:
+    return _account_token_issue(user=user, purpose=Purpose.EMAIL_VERIFICATION, ip=ip, now=now)
+
+
+def email_verification_request(*, user: User, ip: str | None) -> AccountToken:
+    """Send (again) a verification link to the signed-in user's email address."""
+    if not user.email:
+        raise ValidationError({"non_field_errors": [
+            "Your account has no email address; add one with POST /api/me/email/."]})
+    if user.email_verified_at is not None:
+        raise ValidationError({"non_field_errors": [
+            "Your email address is already verified."]})
+    with transaction.atomic():
+        return _email_verification_issue(user=user, ip=ip, now=timezone.now())
+
+
+_INVALID_LINK = "This link is not valid. Request a new one."
+
+
+def _account_token_claim(*, token: str, purpose: str, now: datetime) -> tuple[AccountToken, User]:
+    """The usable token row for `token` and its user, both locked; ValidationError on the
+    `token` field (saying why) otherwise. Call inside a transaction."""
+    found = (AccountToken.objects.filter(token_hash=_token_hash(token), purpose=purpose)
+             .values_list("pk", "user_id").first())
+    if found is None:
+        raise ValidationError({"token": [_INVALID_LINK]})
+    # User row first, then the token (the order _account_token_issue takes them in).
+    user = User.objects.select_for_update().get(pk=found[1])
+    row = AccountToken.objects.select_for_update().get(pk=found[0])
+    if row.used_at is not None:
+        raise ValidationError({"token": ["This link was already used. Request a new one if "
+                                         "you still need it."]})
+    if row.superseded_at is not None:
+        raise ValidationError({"token": ["A newer link was sent after this one; use the "
+                                         "link in the most recent email."]})
+    if row.expires_at <= now:
+        raise ValidationError({"token": ["This link has expired. Request a new one."]})
+    if not user.is_active or user.deleted_at is not None:
+        raise ValidationError({"token": [_INVALID_LINK]})
+    if (user.email or "").lower() != row.email.lower():
+        raise ValidationError({"token": ["This link was sent to an address the account no "
+                                         "longer uses. Request a new one."]})
+    if purpose == Purpose.PASSWORD_RESET and not hmac.compare_digest(
+            row.password_fingerprint, _password_fingerprint(user)):
+        raise ValidationError({"token": ["The password was changed after this link was "
+                                         "sent, so it no longer works. Request a new one."]})
+    return row, user
+
+
+def user_password_reset(*, token: str, new_password: str, ip: str | None) -> User:
+    """Set a new password with an emailed reset link: the link is used up, every session and
+    token of the account is revoked (refresh tokens blacklisted; access tokens and admin
+    sessions carry a hash of the old password hash), and the address counts as verified
+    (the link proved it). A refused password leaves the link unused."""
+    now = timezone.now()
+    with transaction.atomic():
+        row, user = _account_token_claim(token=token, purpose=Purpose.PASSWORD_RESET, now=now)
+        try:
+            password_validation.validate_password(new_password, user)
+        except ValidationError as exc:
+            raise ValidationError({"new_password": list(exc.messages)})
+        user.set_password(new_password)
+        fields = ["password"]
+        if user.email_verified_at is None:
+            user.email_verified_at = now
+            fields.append("email_verified_at")
+        user.save(update_fields=fields)
+        row.used_at = now
+        row.save(update_fields=["used_at"])
+        user_revoke_all_tokens(user=user)
+        publish("user.password_reset", {"user_id": user.pk, "ip": ip,
+                                        "reset_at": _now_iso(now)})
+        if "email_verified_at" in fields:
+            publish("user.email_verified", {"user_id": user.pk, "email": user.email,
+                                            "verified_at": _now_iso(now)})
+    return user
+
+
+def user_email_verify(*, token: str) -> User:
+    """Mark the account's email verified with an emailed verification link (used up)."""
+    now = timezone.now()
+    with transaction.atomic():
+        row, user = _account_token_claim(token=token, purpose=Purpose.EMAIL_VERIFICATION,
+                                         now=now)
+        row.used_at = now
+        row.save(update_fields=["used_at"])
+        if user.email_verified_at is None:
+            user.email_verified_at = now
+            user.save(update_fields=["email_verified_at"])
+            publish("user.email_verified", {"user_id": user.pk, "email": user.email,
+                                            "verified_at": _now_iso(now)})
+    return user
+
+
+def account_tokens_prune(*, now: datetime | None = None) -> int:
+    """Delete tokens expired more than ACCOUNTS_TOKEN_RETENTION_HOURS ago (used or not)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(hours=settings.ACCOUNTS_TOKEN_RETENTION_HOURS)
+    deleted, _ = AccountToken.objects.filter(expires_at__lt=cutoff).delete()
+    return deleted
+
+
+
 # --- phone verification -------------------------------------------------------------------
+
+
+def _keyed_hash(purpose: str, value: str) -> str:
+    """HMAC-SHA256 of `value` under a key derived from SECRET_KEY for this purpose."""
+    key = hashlib.sha256(f"showoff.{purpose}:".encode() + settings.SECRET_KEY.encode()).digest()
+    return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
 
 
 def _code_hash(phone: str, code: str) -> str:
     # Keyed so that a leaked table does not give the codes away by a 10^6 brute force.
-    key = hashlib.sha256(b"showoff.otp:" + settings.SECRET_KEY.encode()).digest()
-    return hmac.new(key, f"{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+    return _keyed_hash("otp", f"{phone}:{code}")
 
 
 def _advisory_lock(*parts: str) -> None:

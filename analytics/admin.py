@@ -14,7 +14,9 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
-from . import charts, selectors
+from showoff import charts
+
+from . import selectors
 from .models import Dashboard, PostStats, RollupRun
 from .services import utc_day
 
@@ -29,7 +31,7 @@ def _days(request) -> int:
     return min(max(days, 2), MAX_DAYS)
 
 
-def _charts(request) -> tuple[int, list[selectors.Chart]]:
+def _charts(request) -> tuple[int, list[charts.Chart]]:
     days = _days(request)
     end = utc_day(timezone.now())
     return days, selectors.dashboard_charts(start=selectors.dashboard_start(end, days), end=end)
@@ -71,6 +73,7 @@ class DashboardAdmin(StaffOnly, admin.ModelAdmin):
             "days": days,
             "day_choices": (7, 30, 90, 365),
             "charts": [{"chart": c, "svg": charts.render(c)} for c in chart_list],
+            "chart_css": charts.CSS,
             "last_rollup": selectors.last_rollup(),
             "perf_tables": [
                 (title, selectors.perf_breakdown(metric=metric, day=end))

@@ -15,6 +15,8 @@ from typing import Any
 from django.db import connection
 from django.db.models import Max
 
+from showoff.charts import Chart
+
 from .metrics import METRICS, PERF_METRICS
 from .models import DailyMetric, DailyPerf, HourlyMetric, PostStats, RollupRun
 from .services import iso, utc_hour
@@ -133,23 +135,6 @@ def daily_as_of() -> datetime | None:
 # --- the admin dashboard ---------------------------------------------------------------------
 
 
-@dataclass
-class Chart:
-    slug: str
-    title: str
-    unit: str
-    labels: list[str]
-    series: dict[str, list[float | None]]  # name -> one value per label
-
-    def rows(self) -> list[list[Any]]:
-        """The chart's numbers as CSV rows (header first)."""
-        names = list(self.series)
-        out: list[list[Any]] = [["date", *names]]
-        for i, label in enumerate(self.labels):
-            out.append([label, *[self.series[n][i] for n in names]])
-        return out
-
-
 def _daily(metric: str, start: date, end: date, dimension: str | None = None) -> dict[str, list]:
     return {s.dimension: [p["value"] for p in s.points]
             for s in metric_series(metric=metric, period="day", start=start, end=end,
@@ -166,22 +151,29 @@ def dashboard_charts(*, start: date, end: date) -> list[Chart]:
     comments, tips = one("comments"), one("tips")
     rate = [round((lk - ul + c + t) / v, 4) if v else None
             for v, lk, ul, c, t in zip(views, likes, unlikes, comments, tips, strict=True)]
-    revenue = {f"revenue {cur or '-'} (minor units)": values
+    revenue = {f"revenue {cur or '-'}": values
                for cur, values in _daily("revenue_minor", start, end).items()}
+    # Series of one chart that would hide each other (DAU under WAU under MAU; likes flat
+    # beside views) get a panel each; p50 and p95 share one plot in distinct line styles.
     charts = [
         Chart("active-users", "Active users", "users", labels,
-              {"DAU": one("dau"), "WAU": one("wau"), "MAU": one("mau")}),
-        Chart("growth", "Signups and posts", "count", labels,
-              {"signups": one("signups"), "posts": one("posts")}),
-        Chart("engagement", "Engagement", "count", labels,
-              {"views": views, "likes": likes, "comments": comments, "tips": tips}),
+              {"DAU": one("dau"), "WAU": one("wau"), "MAU": one("mau")},
+              integer=True, layout="multiples"),
+        Chart("growth", "Signups and posts", "count per day", labels,
+              {"signups": one("signups"), "posts": one("posts")},
+              integer=True, layout="multiples"),
+        Chart("engagement", "Engagement", "count per day", labels,
+              {"views": views, "likes": likes, "comments": comments, "tips": tips},
+              integer=True, layout="multiples"),
         Chart("engagement-rate", "Engagement rate ((likes - unlikes + comments + tips) / views)",
               "ratio", labels, {"engagement rate": rate}),
-        Chart("revenue", "Revenue", "minor units", labels, revenue),
-        Chart("coins", "Coins", "coins", labels,
+        Chart("revenue", "Revenue", "minor units per day", labels, revenue, integer=True,
+              layout="multiples"),
+        Chart("coins", "Coins", "coins per day", labels,
               {"purchased": one("coins_purchased"),
                "withdrawn": one("withdrawal_coins_completed"),
-               "tipped": one("tip_coins")}),
+               "tipped": one("tip_coins")},
+              integer=True, layout="multiples"),
     ]
     for metric, title in (("app_start", "App start time"), ("api_latency", "API latency")):
         points = perf_series(metric=metric, period="day", start=start, end=end)

@@ -268,11 +268,32 @@ def _notification_ref(notification_id: int | None) -> int | None:
     return None
 
 
+SEALED_PLACEHOLDER = "(sealed)"
+
+
+def _check_sealed(secret: str) -> None:
+    """A sealed secret that cannot be opened will never send: refuse it now (dead letter)."""
+    from cryptography.fernet import InvalidToken
+
+    from outbox.sealing import unseal
+
+    try:
+        unseal(secret)
+    except InvalidToken:
+        raise RequestInvalid("the sealed secret cannot be opened with SMS_SEAL_KEYS") from None
+
+
+def _expired_at(not_after: str | None, now: datetime) -> bool:
+    return bool(not_after) and parse_datetime(not_after) <= now
+
+
 def email_request_record(*, event_id: UUID, data: dict[str, Any]) -> Delivery | None:
     """Render one `email.requested` and record its delivery (sent by Celery after commit).
 
     Marketing needs the user's opt-in (off by default) and gets an unsubscribe link and
-    `List-Unsubscribe` headers (RFC 8058 one-click)."""
+    `List-Unsubscribe` headers (RFC 8058 one-click). An email with a sealed `secret` (a
+    single-use link) is stored unrendered with the secret still sealed and rendered when sent;
+    one whose `not_after` has passed is recorded as cancelled."""
     if Delivery.objects.filter(source_event_id=event_id, channel=Channel.EMAIL).exists():
         return None
     user = User.objects.filter(pk=data["user_id"]).first() if data.get("user_id") else None
@@ -294,17 +315,34 @@ def email_request_record(*, event_id: UUID, data: dict[str, Any]) -> Delivery | 
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     language = data.get("language") or (prefs.language_code if prefs else
                                         settings.LANGUAGE_CODE)
+    secret = data.get("secret")
+    if secret:
+        _check_sealed(secret)
     try:
-        subject, text, html = rendering.render_email(template, context, language=language)
+        # With a secret, this render (a placeholder in its place) only proves the templates
+        # work; the email is rendered again with the real value when it is sent.
+        subject, text, html = rendering.render_email(
+            template, {**context, "secret": SEALED_PLACEHOLDER} if secret else context,
+            language=language)
     except rendering.TemplateMissing as exc:
         raise RequestInvalid(str(exc)) from None
+    if secret:
+        # Kept sealed: the delivery row (admin, backups) never holds the usable link.
+        payload = {"template": template, "context": context, "language": language,
+                   "secret": secret, "not_after": data.get("not_after"), "headers": headers}
+    else:
+        payload = {"subject": subject, "text": text, "html": html, "headers": headers}
+    now = timezone.now()
+    status, error = Delivery.Status.PENDING, ""
+    if _expired_at(data.get("not_after"), now):
+        status, error = Delivery.Status.CANCELLED, "expired before it could be sent"
     delivery = Delivery.objects.create(
         channel=Channel.EMAIL, notification_id=_notification_ref(data.get("notification_id")),
-        source_event_id=event_id, recipient=user, address=data["to"],
-        next_attempt_at=timezone.now(),
-        payload={"subject": subject, "text": text, "html": html, "headers": headers},
+        source_event_id=event_id, recipient=user, address=data["to"], status=status,
+        last_error=error, next_attempt_at=now, payload=payload,
     )
-    _enqueue_after_commit([delivery.pk])
+    if status == Delivery.Status.PENDING:
+        _enqueue_after_commit([delivery.pk])
     return delivery
 
 
@@ -326,19 +364,11 @@ def sms_request_record(*, event_id: UUID, data: dict[str, Any]) -> Delivery | No
     if template and not rendering.text_exists(f"notifications/sms/{template}.txt"):
         raise RequestInvalid(f"no SMS template {template!r}")
     if data.get("secret"):
-        from cryptography.fernet import InvalidToken
-
-        from outbox.events.sms_events import unseal
-
-        try:
-            unseal(data["secret"])
-        except InvalidToken:
-            raise RequestInvalid("the sealed secret cannot be opened with SMS_SEAL_KEYS")
+        _check_sealed(data["secret"])
     now = timezone.now()
-    not_after = parse_datetime(data["not_after"]) if data.get("not_after") else None
     quiet_end = None if sms_kind == "otp" or prefs is None else prefs.quiet_until(now)
     status, error = Delivery.Status.PENDING, ""
-    if not_after is not None and not_after <= now:
+    if _expired_at(data.get("not_after"), now):
         status, error = Delivery.Status.CANCELLED, "expired before it could be sent"
     delivery = Delivery.objects.create(
         channel=Channel.SMS, notification_id=_notification_ref(data.get("notification_id")),
@@ -376,8 +406,7 @@ def _note(delivery: Delivery, outcome: str, error: str = "", **extra: Any) -> No
 
 
 def _expired(delivery: Delivery, now: datetime) -> bool:
-    not_after = delivery.payload.get("not_after")
-    return bool(not_after) and parse_datetime(not_after) <= now
+    return _expired_at(delivery.payload.get("not_after"), now)
 
 
 def _provider_send(delivery: Delivery) -> str:
@@ -394,7 +423,7 @@ def _provider_send(delivery: Delivery) -> str:
         if not body:
             context = dict(payload.get("context") or {})
             if payload.get("secret"):
-                from outbox.events.sms_events import unseal
+                from outbox.sealing import unseal
 
                 context["secret"] = unseal(payload["secret"])
             body = rendering.render_sms(payload["template"], context,
@@ -415,6 +444,14 @@ def _send_email(delivery: Delivery) -> str:
     from django.core.mail import EmailMultiAlternatives
 
     payload = delivery.payload
+    if payload.get("secret"):
+        # Rendered now, with the secret opened only for this message (see email_request_record).
+        from outbox.sealing import unseal
+
+        context = {**payload.get("context", {}), "secret": unseal(payload["secret"])}
+        subject, text, html = rendering.render_email(payload["template"], context,
+                                                     language=payload.get("language") or "en")
+        payload = {**payload, "subject": subject, "text": text, "html": html}
     domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip(" >") or "showoff.life"
     # The delivery id is the Message-ID: a repeated send is the same message to every MTA
     # and mail client that deduplicates by it.

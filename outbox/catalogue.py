@@ -65,6 +65,9 @@ class EventType:
     description: str = ""
     # Field of `data` used as the CloudEvents subject (defaults to the key field).
     subject: str | None = None
+    # Example `data` for the event catalogue page (docs/events.md); None: built from the schema
+    # (outbox/examples.py). Validated against the schema either way.
+    example: dict[str, Any] | None = field(default=None, compare=False)
     _validator: Draft202012Validator | None = field(default=None, compare=False, repr=False)
     _compiled: Any = field(default=None, compare=False, repr=False)
 

@@ -2,16 +2,25 @@
 
 `/admin/pipeline/` shows, in one page:
 
+- the state at a glance: a green / amber / red light per dependency, relay shard and consumer
+  group with the reason and a link to the runbook section (relay/pipeline_status.py);
+- the last hour or day (`?range=1h|1d`) from Prometheus: relay throughput and backlog age per
+  shard, consumer lag per group, dead letters per topic (relay/history.py); without
+  PROMETHEUS_URL, or when it does not answer, the page says so and keeps everything else;
+
 - health of the database, Kafka and Redis (showoff/health.py's checks);
-- relay shards: delivered position, last commit, backlog and the age of the oldest undelivered
-  event (relay/selectors.py), and the oldest open PostgreSQL transaction, which holds delivery
-  back while it lasts;
+- relay shards: position (the tick S_prev → S_cur being delivered and the cursor in it), the
+  last delivered row, last commit, backlog and the age of the oldest undelivered event
+  (relay/selectors.py), events set aside as too large, and the oldest open PostgreSQL
+  transaction (it no longer holds delivery back, but keeps vacuum from cleaning up);
 - topics under KAFKA_TOPIC_PREFIX with their partitions, leaders, in-sync replicas and end
   offsets (the `kafka topics --describe` code in relay/cli.py);
 - consumer groups of this environment with the lag per partition (`kafka groups --describe`),
   and consumers registered in the code whose group does not exist yet;
 - dead letters per `<topic>.dlq`, each linking to `/admin/pipeline/dlq/<topic>/`, the listing
   of `manage.py dlq list` (relay/dlq.py).
+
+`/admin/pipeline/runbook/` shows docs/runbook.md, where the lights and the alerts link.
 
 Access: the admin's own check (an active staff member, else the admin login) plus the
 `relay.view_relayposition` permission (else 403). Kafka is asked only when its health check
@@ -37,13 +46,16 @@ from django.shortcuts import render
 from django.urls import path
 
 from outbox.catalogue import TOPICS
+from showoff import charts
 from showoff.health import CHECKS
 
-from . import cli, dlq
+from . import cli, dlq, history, pipeline_status
 from .consumer import group_for
 from .kafka import KafkaDisabled, dlq_topic_name, topic_name
+from .monitoring import KafkaState, kafka_state
 from .registry import all_registrations
-from .selectors import oldest_open_transaction, shard_states
+from .runbook import runbook_html
+from .selectors import oldest_open_transaction, set_aside_count, shard_states
 
 PERMISSION = "relay.view_relayposition"
 DLQ_PAGE_LIMIT = 500  # newest dead letters shown on the listing page
@@ -190,6 +202,7 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
     topics: list[TopicRow] = []
     groups: list[GroupRow] = []
     dead: list[DeadLetterRow] = []
+    cluster: KafkaState | None = None
     if not settings.KAFKA_ENABLED:
         errors["kafka"] = "Kafka is disabled (KAFKA_ENABLED=false): outbox rows wait for it."
     elif not kafka.up:
@@ -204,16 +217,38 @@ def pipeline_view(request: HttpRequest) -> HttpResponse:
             groups = groups_state()
         except (cli.CliError, KafkaException, KafkaDisabled) as exc:
             errors["groups"] = _kafka_error(exc)
+        try:
+            cluster = kafka_state()
+        except (KafkaException, KafkaDisabled) as exc:
+            errors["cluster"] = _kafka_error(exc)
     database_up = next(c for c in checks if c.name == "database").up
     shards = shard_states() if database_up else []
     holder = oldest_open_transaction() if database_up else None
+    set_aside = set_aside_count() if database_up else 0
+    window = request.GET.get("range", "1h")
+    past = history.pipeline_history(window)
+    lights = pipeline_status.lights(checks=checks, shards=shards, holder=holder, kafka=cluster,
+                                    history=past, now=time.time(), set_aside=set_aside)
     context = {
         **admin.site.each_context(request),
         "title": "Event pipeline",
+        "lights": lights,
+        "worst": max((light.level for light in lights),
+                     key=[pipeline_status.OK, pipeline_status.WARN,
+                          pipeline_status.BAD].index, default=pipeline_status.OK),
+        "history": past,
+        "windows": history.WINDOWS.values(),
+        # One plot at 640 px, or a small multiple per shard, group or topic, three a row.
+        "history_charts": [{"chart": c, "html": charts.render(c, width=640, height=220,
+                                                              panel_width=330,
+                                                              panel_height=150)}
+                           for c in past.charts],
+        "chart_css": charts.CSS,
         "checks": checks,
         "errors": errors,
         "shards": shards,
         "holder": holder,
+        "set_aside": set_aside,
         "topics": topics,
         "groups": groups,
         "dead_letters": dead,
@@ -258,8 +293,19 @@ def dlq_view(request: HttpRequest, topic: str) -> HttpResponse:
     return render(request, "admin/relay/dlq.html", context)
 
 
+def runbook_view(request: HttpRequest) -> HttpResponse:
+    """docs/runbook.md, rendered (any staff member: it is documentation, not data)."""
+    context = {
+        **admin.site.each_context(request),
+        "title": "Runbook: the event pipeline",
+        "runbook": runbook_html(),
+    }
+    return render(request, "admin/relay/runbook.html", context)
+
+
 urlpatterns = [
     path("", admin.site.admin_view(pipeline_view), name="admin-pipeline"),
+    path("runbook/", admin.site.admin_view(runbook_view), name="admin-pipeline-runbook"),
     path("dlq/<str:topic>/", admin.site.admin_view(dlq_view), name="admin-pipeline-dlq"),
 ]
 

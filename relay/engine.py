@@ -1,33 +1,48 @@
-"""The exactly-once relay: outbox rows → Kafka, in commit order (DESIGN.md §3).
+"""The exactly-once relay: outbox rows → Kafka, per key in commit order (DESIGN.md §3).
 
 Protocol, per shard:
 
-1. Hold the shard's PostgreSQL advisory lock (a second process waits as a hot standby).
-2. `init_transactions()` with the shard's stable `transactional.id`: fences any zombie with the
-   same id and resolves its open transaction.
+1. Hold the shard's lock, a lease (relay/lease.py): a PostgreSQL advisory lock on a session
+   that PostgreSQL ends when the relay stops heartbeating (paused, hung host), so a hot standby
+   takes over within RELAY_LOCK_LEASE_SECONDS.
+2. `init_transactions()` with the shard's `transactional.id` (which names the prefix and the
+   shard layout): fences any zombie with the same id and resolves its open transaction.
 3. Read the shard's last checkpoint from the compacted checkpoint topic with `read_committed`,
-   from the beginning up to the high watermark. That `(txid, id)` is the position.
-4. Loop: read the next batch in `(txid, id)` order, only from transactions older than every
-   running one (`txid < pg_snapshot_xmin(pg_current_snapshot())`); produce the batch plus one
-   checkpoint record in one Kafka transaction; commit; then record the position in the
-   database (for admin, metrics and retention; Kafka stays the source of truth).
+   from the beginning up to the high watermark: the position `(S_prev, S_cur, cursor_id)`
+   (relay/position.py). The same topic holds the layout record: a relay of another shard
+   layout refuses to start.
+4. Loop: read the next batch of the current tick (rows visible in S_cur, not in S_prev, in id
+   order, after cursor_id); when the tick is exhausted take `S_cur := pg_current_snapshot()`
+   (autocommit, no transaction id of our own) and go on from `S_prev := S_cur`. Produce the
+   batch plus one checkpoint record in one Kafka transaction; commit; then record the position
+   in the database (for admin, metrics and retention; Kafka stays the source of truth).
 
 Because the position advances only inside the same Kafka transaction as the events, a crash at
 any point either commits both or neither: a restart re-reads the checkpoint and resumes exactly
-after the last committed event.
+after the last committed event. A commit or abort whose outcome is not known (any timeout) is
+never retried on the same producer: the producer is rebuilt, `init_transactions()` fences the
+old epoch's delayed requests, and the checkpoint says whether the batch landed (Jepsen's
+defence, DESIGN.md §8). Fencing errors, including librdkafka's `_FATAL` raised by `produce()`
+once the producer is fenced, stop the relay. A record Kafka refuses as too large is set aside
+(relay_set_aside table, admin, metric, log line) and the shard moves on.
+
+PostgreSQL going away (restart, failover) never stops the process: every step waits for it with
+a log line, and a reconnect re-checks that the position is not ahead of the database (a restore
+restarts transaction ids) before reading again.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import quote
 
+import orjson
 import psycopg
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 from django.conf import settings
@@ -46,11 +61,22 @@ from .kafka import (
     make_producer,
     topic_name,
 )
+from .lease import Lease, LeaseLost, connection_params
 from .models import RelayPosition
+from .position import START, Position, Restored, Snapshot
 
 log = logging.getLogger("relay")
 
-Position = tuple[int, int]  # (txid, id)
+LAYOUT_KEY = b"layout"
+# Errors that mean another producer with our transactional.id took over. `produce()` on a
+# producer that already hit a fatal error raises `_FATAL` with `fatal()` false: it is the same
+# fencing, seen again, and must never lead to a rebuild (which would fence the new owner).
+FENCING_CODES = {KafkaError._FENCED, KafkaError._FATAL, KafkaError.PRODUCER_FENCED,
+                 KafkaError.INVALID_PRODUCER_EPOCH}
+SIZE_CODES = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
+# A tick with more rows than this many batches left is walked along the primary key (each
+# batch reads only its own rows) instead of sorted out of the transaction id index.
+WALK_AFTER_BATCHES = 2
 
 
 class RelayError(RuntimeError):
@@ -63,6 +89,10 @@ class Fenced(RelayError):
 
 class IndefiniteOutcome(Exception):
     """A commit or abort whose result is unknown (timeout): rebuild and re-read the checkpoint."""
+
+
+class SizeRefused(Exception):
+    """The broker refused the batch as too large: deliver its rows one by one."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +113,15 @@ class Shard:
 
     @property
     def transactional_id(self) -> str:
+        """Names the client, the topic prefix and the layout; each part is %-quoted, so no two
+        (prefix, shards, shard) give the same id (`a1`+`12` is not `a11`+`2`)."""
+        client = quote(settings.KAFKA_CLIENT_ID, safe="")
+        prefix = quote(settings.KAFKA_TOPIC_PREFIX, safe="")
+        return f"relay:{client}:{prefix}:shard-{self.shard}-of-{self.shards}"
+
+    @property
+    def legacy_transactional_id(self) -> str:
+        """The id of the relay before ticks (ambiguous; fenced once on upgrade)."""
         prefix = settings.KAFKA_TOPIC_PREFIX
         return f"{settings.KAFKA_CLIENT_ID}.relay.{prefix}{self.shards}-{self.shard}"
 
@@ -104,11 +143,40 @@ class Stats:
     batches: int = 0
     aborts: int = 0
     rebuilds: int = 0
+    set_aside: int = 0
     last_commit_at: float | None = None
+
+
+@dataclass
+class Batch:
+    """Rows of one tick read after `position`'s cursor. `remaining`: rows of the tick after
+    this batch (known after a sorted read), `max_id`: the tick's largest id."""
+
+    position: Position
+    rows: list[tuple]
+    remaining: int | None = None
+    max_id: int | None = None
+
+    @property
+    def last_id(self) -> int:
+        return self.rows[-1][0]
+
+
+@dataclass
+class Checkpoints:
+    """What one read of checkpoint partitions found."""
+
+    own: dict | None = None
+    layout: dict | None = None
+    layouts_seen: set[int] = field(default_factory=set)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _dumps(value: dict) -> bytes:
+    return orjson.dumps(value)
 
 
 class Relay:
@@ -121,6 +189,7 @@ class Relay:
         use_lock: bool = True,
         trust_db_position: bool = False,
         reanchor: bool = False,
+        layout_change: bool = False,
     ) -> None:
         self.shard = shard or Shard()
         self.batch_size = batch_size or settings.RELAY_BATCH_SIZE
@@ -129,20 +198,45 @@ class Relay:
         self.use_lock = use_lock
         self.trust_db_position = trust_db_position
         self._reanchor = reanchor
+        # Run by `--change-layout` on a retired layout's shard: the layout record names the
+        # new layout, and that is expected.
+        self._layout_change = layout_change
+        # `--change-layout` drains a retired shard up to this snapshot, not further.
+        self.barrier: Snapshot | None = None
         self.shutdown = False
         self.stats = Stats()
-        self.position: Position = (0, 0)
+        self.position: Position = Position(START, START)
         self.producer = None
-        self._pg: psycopg.Connection | None = None  # advisory lock + LISTEN
+        self.started = False
+        self.lease: Lease | None = None
+        self._listen: psycopg.Connection | None = None
         self._checkpoint_topic = topic_name(CHECKPOINT_TOPIC)
         self._checkpoint_partition = 0
+        self._checkpoint_partitions = 1
         self._topic_names = {t: topic_name(t) for t in TOPICS}
-        self._last_lock_check = 0.0
+        # The current tick: exhausted once a read returned its last rows; walked along the
+        # primary key up to `_walk_max_id` when large.
+        self._tick_done = False
+        self._walk_max_id: int | None = None
+        # Rows the broker refused as too large in a batch: delivered one by one up to this id.
+        self._singles_until = 0
+        self._refused_ids: set[int] = set()
         # The next batch is read on a second connection while Kafka commits this one.
         self._pool: ThreadPoolExecutor | None = None
-        self._prefetch: tuple[Position, Future] | None = None
+        self._prefetch: tuple[Position, bool, Future] | None = None
+        self._position_dirty = False  # the database copy is behind (PostgreSQL was away)
+        self._recorded_at = 0.0
+        self._recorded_cur: Snapshot | None = None
+        self._recorded_by_batch = False
+        # A batch failed (aborted, producer rebuilt): step again at once, it is not the end.
+        self.retry_now = False
+        self._recheck_position = False
         self._last_summary = time.monotonic()
         self._summary_events = 0
+        self._last_txid: int | None = None  # the last delivered row (admin, metrics)
+        self._last_row_id: int | None = None
+        self._unrecorded_events = 0
+        self._unrecorded_batches = 0
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -158,208 +252,389 @@ class Relay:
     def run(self, *, once: bool = False) -> None:
         """Run until SIGTERM (or, with `once`, until the backlog is delivered)."""
         ensure_enabled("run_relay")
-        self._connect_pg()
-        if self.use_lock and not self._acquire_lock():
-            return  # shut down while waiting as standby
+        metrics.relay_starting(self.shard.label)  # a standby until it holds the lock
         try:
-            self.start()
             while not self.shutdown:
                 try:
+                    if not self._ready():
+                        break
                     delivered = self.step()
-                except DatabaseError as exc:
-                    # PostgreSQL restarted or the connection dropped: nothing was committed to
-                    # Kafka for an unread batch, so reconnect and go on from the same position.
-                    log.warning("relay %s: database error (%s); reconnecting",
-                                self.shard.label, exc)
-                    connection.close()
-                    time.sleep(1)
+                except LeaseLost as exc:
+                    self._stand_down(str(exc))
+                    if once:
+                        raise RelayError(f"relay {self.shard.label}: {exc}") from None
+                    continue
+                except (DatabaseError, psycopg.Error) as exc:
+                    self._wait_for_database(exc)
                     continue
                 self._maybe_summary()
-                if delivered:
+                if delivered or self.retry_now:
+                    self.retry_now = False
                     continue
-                if self._has_pending():
-                    # Rows are committed but an older transaction is still open somewhere:
-                    # they become deliverable when it ends. Poll briefly, don't sleep long.
-                    if once:
-                        time.sleep(0.01)
-                        continue
-                    self._wait(0.005)
-                elif once:
+                if once:
                     break
-                else:
-                    self._wait(self.poll_interval)
+                self._wait(self.poll_interval)
         finally:
             self.close()
 
     def close(self) -> None:
-        self._log_summary(final=True)
+        if self.started:
+            self._log_summary(final=True)
         self._discard_prefetch()
         if self._pool is not None:
             # The lambda resolves `connection` in the prefetch thread: its own connection.
-            self._pool.submit(lambda: connection.close()).result()
+            try:
+                self._pool.submit(lambda: connection.close()).result()
+            except DatabaseError:
+                pass
             self._pool.shutdown(wait=True)
             self._pool = None
-        if self.producer is not None:
-            self.producer.flush(5)
-            self.producer = None
-        if self._pg is not None:
-            self._pg.close()
-            self._pg = None
+        self._drop_producer(flush=True)
+        self._close_listen()
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+        metrics.relay_active.set(0, shard=self.shard.label)
+
+    def _ready(self) -> bool:
+        """Lock, producer and position in place (waiting for each as needed)."""
+        if self.use_lock:
+            if self.lease is None:
+                self.lease = Lease(self.shard.label, self.shard.lock_key,
+                                   settings.RELAY_LOCK_LEASE_SECONDS)
+            if self.started:
+                self.lease.ensure_held()  # LeaseLost: the caller stands down first
+            elif not self.lease.held and not self.lease.acquire(lambda: self.shutdown):
+                return False
+        if not self.started:
+            self.start()
+            if not self.started:
+                return False
+        if self._recheck_position:
+            self._check_position_sane()
+            self._recheck_position = False
+        if self._position_dirty:
+            self._record_position(0)
+        return True
+
+    def _stand_down(self, why: str) -> None:
+        """The lease is gone: another relay may own the shard now. Stop delivering without
+        touching Kafka (no init_transactions, which would fence the new owner) and wait as a
+        standby; the position is re-read from Kafka if the lock comes back."""
+        log.warning("relay %s: %s; stopped delivering, waiting to take the shard again",
+                    self.shard.label, why)
+        metrics.relay_active.set(0, shard=self.shard.label)
+        self._discard_prefetch()
+        self._drop_producer()
+        self.started = False
+        if self.lease is not None:
+            self.lease.release()
 
     # -- database side --------------------------------------------------------------------------
 
-    def _connect_pg(self) -> None:
-        params = connection.get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        self._pg = psycopg.connect(**params, autocommit=True)
-        self._pg.execute("LISTEN showoff_outbox")
-
-    def _acquire_lock(self) -> bool:
-        assert self._pg is not None
-        waited = False
+    def _wait_for_database(self, exc: BaseException) -> None:
+        """PostgreSQL restarted or is unreachable: wait for it, then re-check the position."""
+        self._discard_prefetch()
+        self._close_listen()
+        connection.close()
+        if self._pool is not None:
+            try:
+                self._pool.submit(lambda: connection.close()).result()
+            except DatabaseError:
+                pass
+        where = f"{connection.settings_dict.get('HOST')}:{connection.settings_dict.get('PORT')}"
+        log.warning("relay %s: PostgreSQL at %s is unavailable (%s); waiting for it",
+                    self.shard.label, where, str(exc).strip().splitlines()[0] if str(exc)
+                    else type(exc).__name__)
+        delay = 0.5
+        waited = time.monotonic()
         while not self.shutdown:
-            got = self._pg.execute("SELECT pg_try_advisory_lock(%s)",
-                                   [self.shard.lock_key]).fetchone()[0]
-            if got:
-                if waited:
-                    log.info("relay %s: lock acquired, taking over", self.shard.label)
-                return True
-            if not waited:
-                log.info("relay %s: another relay holds this shard; waiting as hot standby",
-                         self.shard.label)
-                waited = True
-            time.sleep(settings.RELAY_STANDBY_POLL_INTERVAL)
-        return False
+            time.sleep(delay)
+            try:
+                with connection.cursor() as cur:
+                    cur.execute("SELECT 1")
+            except DatabaseError as again:
+                connection.close()
+                log.warning("relay %s: still waiting for PostgreSQL at %s (%s); retrying in "
+                            "%.1fs", self.shard.label, where,
+                            str(again).strip().splitlines()[0] if str(again) else "error",
+                            min(delay * 2, 5))
+                delay = min(delay * 2, 5)
+                continue
+            log.info("relay %s: PostgreSQL is back after %.1fs; re-checking the position "
+                     "against it", self.shard.label, time.monotonic() - waited)
+            break
+        self._recheck_position = True
 
-    def _check_lock(self) -> None:
-        # The lock lives as long as our session. If the session is gone another relay may
-        # already own the shard (it will fence us anyway); stop rather than compete.
-        if not self.use_lock or time.monotonic() - self._last_lock_check < 1.0:
-            return
-        self._last_lock_check = time.monotonic()
-        try:
-            assert self._pg is not None
-            self._pg.execute("SELECT 1")
-        except psycopg.Error as exc:
-            raise RelayError(
-                f"relay {self.shard.label}: lost the database session holding the shard lock "
-                f"({exc}); exiting so a standby can take over."
-            ) from None
+    def _connect_listen(self) -> psycopg.Connection:
+        if self._listen is None:
+            conn = psycopg.connect(**connection_params(f"showoff-relay-listen {self.shard.label}"),
+                                   autocommit=True)
+            # Waiting for notifications is idle time: never let a server-wide
+            # idle_session_timeout end this session.
+            conn.execute("SET idle_session_timeout = 0")
+            conn.execute("LISTEN showoff_outbox")
+            self._listen = conn
+        return self._listen
 
-    def _shard_filter(self) -> str:
+    def _close_listen(self) -> None:
+        if self._listen is not None:
+            try:
+                self._listen.close()
+            except psycopg.Error:
+                pass
+            self._listen = None
+
+    def _shard_filter(self, shards: int | None = None, shard: int | None = None) -> str:
+        shards = shards or self.shard.shards
+        shard = self.shard.shard if shard is None else shard
         # Only integers are formatted into the SQL (S608 below is a false alarm).
-        if self.shard.shards == 1:
+        if shards == 1:
             return ""
-        return f" AND shard_hash %% {self.shard.shards:d} = {self.shard.shard:d}"
+        return f" AND shard_hash %% {shards:d} = {shard:d}"
 
-    def fetch(self, position: Position | None = None) -> list[tuple]:
-        sql = (
-            # The text copy of txid gets its own name: `ORDER BY txid` must sort the xid8
-            # column, not a text output column of the same name ("10" < "9").
-            "SELECT id, txid::text AS txid_text, topic, key, headers::text, payload::text "
-            "FROM outbox_event WHERE (txid, id) > (%s::xid8, %s) "
-            "AND txid < pg_snapshot_xmin(pg_current_snapshot())"
-            + self._shard_filter()
-            + " ORDER BY outbox_event.txid, outbox_event.id LIMIT %s"
-        )
-        # Autocommit: a single read-only statement, no transaction id of our own, so the
-        # relay never holds back its own snapshot horizon (DESIGN.md §8).
+    def snapshot(self) -> Snapshot:
         with connection.cursor() as cur:
-            txid, last_id = position or self.position
-            cur.execute(sql, [str(txid), last_id, self.batch_size])
-            return cur.fetchall()
+            cur.execute("SELECT pg_current_snapshot()::text")
+            return Snapshot.parse(cur.fetchone()[0])
 
-    def _start_prefetch(self, after: Position) -> None:
+    def read_sql(self, position: Position, *, walk_max_id: int | None = None,
+                 limit: int | None = None) -> tuple[str, list]:
+        """The statement `read` runs (tests EXPLAIN it)."""
+        limit = limit or self.batch_size
+        shard_sql = self._shard_filter()
+        if walk_max_id is not None:
+            tick, params = position.tick_sql(refined=False)
+            sql = ("SELECT id, txid::text, topic, key, headers::text, payload::text "
+                   f"FROM outbox_event WHERE id > %s AND id <= %s AND {tick}{shard_sql} "
+                   "ORDER BY id LIMIT %s")
+            return sql, [position.cursor_id, walk_max_id, *params, limit]
+        # Ids of the tick come from the transaction id index (PgQ's refined range plus the
+        # explicit list); only the batch's own rows are then fetched whole. The window counts
+        # the tick, to walk a large one along the primary key instead.
+        tick, params = position.tick_sql(refined=True)
+        sql = ("SELECT o.id, o.txid::text, o.topic, o.key, o.headers::text, "
+               "o.payload::text, t.total, t.max_id FROM (SELECT id, count(*) OVER () AS "
+               "total, max(id) OVER () AS max_id FROM outbox_event "
+               f"WHERE {tick} AND id > %s{shard_sql} ORDER BY id LIMIT %s) t "
+               "JOIN outbox_event o ON o.id = t.id ORDER BY o.id")
+        return sql, [*params, position.cursor_id, limit]
+
+    def read(self, position: Position, *, walk_max_id: int | None = None,
+             limit: int | None = None) -> Batch:
+        """The next rows of `position`'s tick after its cursor, in id order. Autocommit: one
+        read-only statement, no transaction id of our own, so the relay never holds back the
+        snapshots it reads (DESIGN.md §8)."""
+        sql, args = self.read_sql(position, walk_max_id=walk_max_id, limit=limit)
+        with connection.cursor() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        if walk_max_id is not None or not rows:
+            return Batch(position, rows)
+        total, max_id = rows[0][6], rows[0][7]
+        return Batch(position, [r[:6] for r in rows], remaining=total - len(rows),
+                     max_id=max_id)
+
+    def _read_next(self, position: Position, tick_done: bool, walk_max_id: int | None,
+                   limit: int) -> Batch:
+        """The batch after `position`: from its tick, or from a new tick when it is done."""
+        if not tick_done:
+            batch = self.read(position, walk_max_id=walk_max_id, limit=limit)
+            if batch.rows:
+                return batch
+        position = position.next_tick(self.barrier or self.snapshot())
+        return self.read(position, limit=limit)
+
+    def _start_prefetch(self, after: Position, tick_done: bool, walk_max_id: int | None,
+                        limit: int) -> None:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="relay-prefetch")
 
-        def read() -> list[tuple]:
+        def read() -> Batch:
             close_old_connections()  # this thread's own connection, as a request would
-            return self.fetch(after)
+            return self._read_next(after, tick_done, walk_max_id, limit)
 
-        self._prefetch = (after, self._pool.submit(read))
+        self._prefetch = (after, tick_done, self._pool.submit(read))
 
-    def _take_prefetch(self) -> list[tuple] | None:
-        """Rows read during the last commit, if they follow the current position."""
+    def _take_prefetch(self) -> Batch | None:
+        """The batch read during the last commit, if it follows the current position."""
         if self._prefetch is None:
             return None
-        after, future = self._prefetch
+        after, tick_done, future = self._prefetch
         self._prefetch = None
-        if after != self.position:
+        if after != self.position or tick_done != self._tick_done:
             future.cancel()
             return None
-        rows = future.result()  # a DatabaseError surfaces here, as from fetch()
-        return rows or None  # nothing then: read again, more may have committed since
+        batch = future.result()  # a DatabaseError surfaces here, as from read()
+        if not batch.rows:
+            if batch.position != self.position:
+                # An empty tick: nothing to deliver between its snapshots, so the position
+                # moves on in memory (no checkpoint needed).
+                self._enter_tick(batch.position)
+                self._tick_done = True
+            return None  # read again now: more may have committed since
+        return batch
 
     def _discard_prefetch(self) -> None:
         if self._prefetch is not None:
-            self._prefetch[1].cancel()
+            self._prefetch[2].cancel()
             self._prefetch = None
 
-    def _has_pending(self) -> bool:
-        sql = (
-            "SELECT EXISTS (SELECT 1 FROM outbox_event WHERE (txid, id) > (%s::xid8, %s)"
-            + self._shard_filter() + ")"
-        )
-        with connection.cursor() as cur:
-            cur.execute(sql, [str(self.position[0]), self.position[1]])
-            return cur.fetchone()[0]
+    def _enter_tick(self, position: Position) -> None:
+        self.position = position
+        self._walk_max_id = None
+        self._tick_done = False
+
+    def _next_batch(self) -> Batch | None:
+        limit = 1 if self.position.cursor_id < self._singles_until else self.batch_size
+        batch = self._take_prefetch() if limit == self.batch_size else None
+        if batch is None:
+            batch = self._read_next(self.position, self._tick_done, self._walk_max_id, limit)
+        if batch.position.cur != self.position.cur:
+            self._enter_tick(batch.position)
+        if not batch.rows:
+            self._tick_done = True
+            return None
+        return batch
 
     def _wait(self, timeout: float) -> None:
-        assert self._pg is not None
-        # One notification is enough to wake us; the next fetch sees everything committed.
-        for _ in self._pg.notifies(timeout=timeout, stop_after=1):
-            break
+        listen = self._connect_listen()
+        deadline = time.monotonic() + timeout
+        while not self.shutdown:
+            # In slices, so the lease is checked while idle too.
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            for _ in listen.notifies(timeout=min(left, 1.0), stop_after=1):
+                return  # one is enough: the next read sees everything committed
+            if self.lease is not None:
+                self.lease.ensure_held()
 
-    def _record_position(self, txid: int, last_id: int, events: int) -> None:
+    def _record_position(self, events: int) -> None:
+        """The database copy of the position (after the Kafka commit). A trigger skips a write
+        that would move it backwards (a zombie's late copy). Losing the last few copies in a
+        PostgreSQL crash only leaves it behind (retention deletes less), so the short
+        transaction skips the WAL flush wait. A copy that fails (PostgreSQL away) is written
+        when the database is back, counts included."""
+        self._unrecorded_events += events
+        self._unrecorded_batches += 1 if events else 0
+        self._position_dirty = True
         close_old_connections()
         now = _now()
-        # A copy of the Kafka checkpoint for admin, metrics and retention. Losing the last
-        # few copies in a PostgreSQL crash only leaves it behind (retention deletes less), so
-        # this short transaction skips the WAL flush wait.
+        pos = self.position
+        restored = pos.restored
+        last_commit = (datetime.fromtimestamp(self.stats.last_commit_at, UTC)
+                       if self.stats.last_commit_at else None)
         with transaction.atomic(), connection.cursor() as cur:
             cur.execute("SET LOCAL synchronous_commit TO off")
             cur.execute(
-                "INSERT INTO relay_position (shards, shard, txid, last_id, transactional_id, "
+                "INSERT INTO relay_position (shards, shard, s_prev, s_cur, cursor_id, "
+                "restored_max_id, restored_snapshot, txid, last_id, transactional_id, "
                 "events_total, batches_total, last_commit_at, updated_at) "
-                "VALUES (%s, %s, %s::xid8, %s, %s, %s, 1, %s, %s) "
-                "ON CONFLICT (shards, shard) DO UPDATE SET txid = EXCLUDED.txid, "
-                "last_id = EXCLUDED.last_id, transactional_id = EXCLUDED.transactional_id, "
+                "VALUES (%s, %s, %s::pg_snapshot, %s::pg_snapshot, %s, %s, %s::pg_snapshot, "
+                "%s::xid8, %s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (shards, shard) DO UPDATE SET s_prev = EXCLUDED.s_prev, "
+                "s_cur = EXCLUDED.s_cur, cursor_id = EXCLUDED.cursor_id, "
+                "restored_max_id = EXCLUDED.restored_max_id, "
+                "restored_snapshot = EXCLUDED.restored_snapshot, "
+                "txid = coalesce(EXCLUDED.txid, relay_position.txid), "
+                "last_id = coalesce(EXCLUDED.last_id, relay_position.last_id), "
+                "transactional_id = EXCLUDED.transactional_id, "
                 "events_total = relay_position.events_total + EXCLUDED.events_total, "
-                "batches_total = relay_position.batches_total + 1, "
-                "last_commit_at = EXCLUDED.last_commit_at, updated_at = EXCLUDED.updated_at",
-                [self.shard.shards, self.shard.shard, str(txid), last_id,
-                 self.shard.transactional_id, events, now, now],
+                "batches_total = relay_position.batches_total + EXCLUDED.batches_total, "
+                "last_commit_at = coalesce(EXCLUDED.last_commit_at, "
+                "relay_position.last_commit_at), updated_at = EXCLUDED.updated_at",
+                [self.shard.shards, self.shard.shard, str(pos.prev), str(pos.cur),
+                 pos.cursor_id, restored.max_id if restored else None,
+                 str(restored.snapshot) if restored else None,
+                 str(self._last_txid) if self._last_txid is not None else None,
+                 self._last_row_id, self.shard.transactional_id, self._unrecorded_events,
+                 self._unrecorded_batches, last_commit, now],
             )
+        self._position_dirty = False
+        self._unrecorded_events = self._unrecorded_batches = 0
+        self._recorded_at = time.monotonic()
+        self._recorded_cur = pos.cur
+        metrics.relay_tick_xmax.set(pos.cur.xmax, shard=self.shard.label)
+        self._recorded_by_batch = events > 0
+
+    def _record_idle_position(self) -> None:
+        """While idle the position moves over empty ticks in memory only (no Kafka transaction
+        for nothing). `(S_prev, S_cur, 0)` at an empty tick says no more than the Kafka
+        checkpoint does (everything visible in S_prev, the end of the last delivered tick, is
+        in Kafka), and lets retention delete that tick too: written once after a delivery, then
+        at most every 10 s."""
+        if not self.started or self.position.cursor_id or self._recorded_cur is None:
+            return
+        if self.position.cur == self._recorded_cur:
+            return
+        if self._recorded_by_batch or time.monotonic() - self._recorded_at > 10:
+            self._record_position(0)
 
     def _check_position_sane(self) -> None:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
-            next_txid = int(cur.fetchone()[0])
-        if self.position[0] >= next_txid:
+        """A position ahead of this database's transaction ids means a restore or a move to
+        another cluster (ids restart): the relay would wait forever, or skip rows."""
+        current = self.snapshot()
+        if self.position.cur.xmax > current.xmax:
             raise RelayError(
-                f"relay {self.shard.label}: the checkpoint ({self.position[0]}, "
-                f"{self.position[1]}) is ahead of this database's transaction ids (next "
-                f"{next_txid}). The database was restored or moved, which restarts transaction "
-                "ids, so the relay would wait forever. Re-anchor: make sure every event up to "
-                "the checkpoint was delivered, delete those outbox rows, then start once with "
-                "`run_relay --reanchor` to write a fresh checkpoint at the start of the outbox."
+                f"relay {self.shard.label}: the checkpoint {self.position} is ahead of this "
+                f"database's transaction ids (next {current.xmax}). The database was restored "
+                "or moved to another cluster, which restarts transaction ids, so the relay "
+                "would wait forever. Re-anchor: make sure every event up to the checkpoint was "
+                "delivered, delete those outbox rows, then start once with `run_relay "
+                "--reanchor` (it delivers every row left in the outbox, restored ones "
+                "included, then goes on with new ones)."
             )
+
+    def _record_set_aside(self, position: Position, rows: list[tuple[tuple, str, int]]) -> None:
+        """Before the Kafka commit that moves past them (idempotent: a retried batch finds the
+        rows already there), so an operator always sees what was not delivered."""
+        close_old_connections()
+        with transaction.atomic(), connection.cursor() as cur:
+            for row, reason, size in rows:
+                row_id, txid, topic, key, headers, payload = row
+                cur.execute(
+                    "INSERT INTO relay_set_aside (outbox_id, event_id, txid, type, topic, key, "
+                    "headers, payload, size_bytes, limit_bytes, reason, shards, shard, "
+                    "position, set_aside_at) "
+                    "SELECT %s, (%s::jsonb ->> 'ce_id')::uuid, %s::xid8, "
+                    "%s::jsonb ->> 'ce_type', %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, "
+                    "%s, %s, now() ON CONFLICT (event_id) DO NOTHING",
+                    [row_id, headers, txid, headers, topic, key, headers, payload, size,
+                     settings.KAFKA_MESSAGE_MAX_BYTES, reason, self.shard.shards,
+                     self.shard.shard, str(position)],
+                )
 
     # -- Kafka side ------------------------------------------------------------------------------
 
-    def _new_producer(self):
+    def _new_producer(self, transactional_id: str | None = None):
+        limit = settings.KAFKA_MESSAGE_MAX_BYTES
         return make_producer(
             "relay",
             **{
-                "transactional.id": self.shard.transactional_id,
+                "transactional.id": transactional_id or self.shard.transactional_id,
                 "transaction.timeout.ms": settings.RELAY_TRANSACTION_TIMEOUT_MS,
                 "linger.ms": 2,
                 "batch.num.messages": 10000,
                 "queue.buffering.max.messages": max(100000, self.batch_size * 4),
+                # What publish() accepts (KAFKA_MESSAGE_MAX_BYTES) the producer sends, and
+                # the topics take (create-topics sets their max.message.bytes to the same).
+                "message.max.bytes": limit,
+                "batch.size": min(limit, 1_000_000),
             },
         )
+
+    def _drop_producer(self, *, flush: bool = False) -> None:
+        old, self.producer = self.producer, None
+        if old is None:
+            return
+        try:
+            if flush:
+                old.flush(5)
+            else:
+                old.purge()
+        except Exception as exc:  # noqa: BLE001 - the old producer is discarded either way
+            log.debug("relay %s: discarding the old producer: %s", self.shard.label, exc)
 
     def _wait_for_kafka(self) -> bool:
         """Until the brokers answer (a supervisor keeps a relay started during an outage);
@@ -378,7 +653,9 @@ class Relay:
         return False
 
     def start(self) -> None:
-        """init_transactions, then read the checkpoint; retried until the broker answers."""
+        """init_transactions, then read the checkpoint; retried until the broker answers.
+        With a lease, it is checked just before each init_transactions: a relay that lost its
+        shard never fences the one that took it."""
         if not self._wait_for_kafka():
             return
         try:
@@ -389,60 +666,113 @@ class Relay:
         delay = 0.5
         while not self.shutdown:
             try:
+                if self.lease is not None:
+                    self.lease.ensure_held(strict=True)
                 self.producer = self._new_producer()
-                self.producer.init_transactions(30)
-                checkpoint = self.read_checkpoint()
+                self.producer.init_transactions(settings.RELAY_COMMIT_TIMEOUT_SECONDS)
+                found = self.read_checkpoints()
+                self._check_layout(found)
+                if self._reanchor:
+                    self.reanchor()
+                    self._reanchor = False
+                else:
+                    self._enter_tick(self._resolve_start(found))
+                    self._check_position_sane()
                 break
             except KafkaException as exc:
                 err = exc.args[0]
-                if err.fatal():
+                self._drop_producer()
+                if self._fenced(err):
                     raise Fenced(self._fatal_message(err)) from None
                 log.warning("relay %s: Kafka not ready (%s); retrying in %.1fs",
                             self.shard.label, err.str(), delay)
             except (TimeoutError, IndefiniteOutcome) as exc:
+                self._drop_producer()
                 log.warning("relay %s: %s; retrying in %.1fs", self.shard.label, exc, delay)
-            self.producer = None
             time.sleep(delay)
             delay = min(delay * 2, 10)
         else:
             return
-        if self._reanchor:
-            self._reanchor = False
-            self.reanchor()
-        else:
-            self.position = self._resolve_start(checkpoint)
-            self._check_position_sane()
-        log.info("relay %s: started at (%s, %s) as %s", self.shard.label, *self.position,
+        self._singles_until = 0
+        self._recheck_position = False
+        self.started = True
+        metrics.relay_active.set(1, shard=self.shard.label)
+        log.info("relay %s: started at %s as %s", self.shard.label, self.position,
                  self.shard.transactional_id)
 
-    def _resolve_start(self, checkpoint: Position | None) -> Position:
+    def _check_layout(self, found: Checkpoints) -> None:
+        """One shard layout at a time (DESIGN.md §3): the layout record in the checkpoint topic
+        names it; a relay of another layout refuses, saying what to do."""
+        shards = self.shard.shards
+        layout = found.layout
+        change = (f"change the layout: stop every relay, run `manage.py run_relay --shards "
+                  f"{shards} --change-layout` once, then start the {shards}-shard relays")
+        if self._layout_change:
+            return
+        if layout is not None:
+            if int(layout["shards"]) != shards:
+                raise RelayError(
+                    f"relay {self.shard.label}: the outbox is relayed with "
+                    f"{layout['shards']} shard(s) (layout record in {self._checkpoint_topic}, "
+                    f"since {layout.get('at', '?')}), and this relay was started with --shards "
+                    f"{shards}. Start it with --shards {layout['shards']}, or {change}."
+                )
+            if layout.get("state") == "changing":
+                raise RelayError(
+                    f"relay {self.shard.label}: a change to {shards} shard(s) was started and "
+                    f"did not finish; run `manage.py run_relay --shards {shards} "
+                    "--change-layout` again to finish it, then start the relays."
+                )
+            return
+        others = sorted(found.layouts_seen - {shards})
+        if not others and found.own is None:
+            db_other = RelayPosition.objects.exclude(shards=shards).values_list(
+                "shards", flat=True).first()
+            others = [db_other] if db_other is not None else []
+        if others:
+            raise RelayError(
+                f"relay {self.shard.label}: the outbox was relayed with {others[0]} shard(s) "
+                f"before, and this relay was started with --shards {shards}. Start it with "
+                f"--shards {others[0]}, or {change}."
+            )
+        # The first relay of this layout (or the first since the upgrade): say so in Kafka.
+        self._write_layout({"shards": shards, "state": "active", "at": _now().isoformat()})
+
+    def _write_layout(self, value: dict) -> None:
+        self.producer.begin_transaction()
+        self._produce(self._checkpoint_topic, LAYOUT_KEY, _dumps(value), None, partition=0)
+        self._commit()
+
+    def _resolve_start(self, found: Checkpoints) -> Position:
+        if found.own is not None:
+            if "s_prev" not in found.own:
+                self._fence_legacy()
+            return Position.from_record(found.own)
         db = RelayPosition.objects.filter(shards=self.shard.shards,
                                           shard=self.shard.shard).first()
-        if checkpoint is not None:
-            return checkpoint
-        if db is not None and (db.txid, db.last_id) > (0, 0):
+        if db is not None:
             if self.trust_db_position:
                 log.warning("relay %s: no Kafka checkpoint; resuming from the database copy "
-                            "(%s, %s) as asked", self.shard.label, db.txid, db.last_id)
-                return (db.txid, db.last_id)
+                            "%s as asked", self.shard.label, db.position)
+                return db.position
             raise RelayError(
                 f"relay {self.shard.label}: the Kafka checkpoint topic has no checkpoint for this "
-                f"shard, but the database says it delivered up to ({db.txid}, {db.last_id}). "
-                "The checkpoint topic was deleted or recreated. Starting from zero would "
-                "deliver every remaining outbox row again. If that is wrong, restart with "
+                f"shard, but the database says it delivered up to {db.position}. The checkpoint "
+                "topic was deleted or recreated. Starting from zero would deliver every "
+                "remaining outbox row again. If that is wrong, restart with "
                 "--trust-db-position to resume from the database copy (it may repeat the last "
                 "batch at most)."
             )
-        other = RelayPosition.objects.exclude(shards=self.shard.shards).first()
-        if other is not None:
-            raise RelayError(
-                f"relay {self.shard.label}: the outbox was relayed with {other.shards} shard(s) "
-                f"before, not {self.shard.shards}. Changing the shard count needs a drained "
-                "outbox: stop the relays, run `run_relay --once` with the old layout, prune "
-                "(`manage.py prune_outbox --older-than-hours 0`), delete the old relay positions "
-                "in the admin, then start the new layout."
-            )
-        return (0, 0)
+        return Position(START, START)
+
+    def _fence_legacy(self) -> None:
+        """Upgrading from the relay before ticks: its transactional.id differs from ours, so
+        our init_transactions does not fence a zombie of it. Do it once here."""
+        producer = self._new_producer(self.shard.legacy_transactional_id)
+        producer.init_transactions(settings.RELAY_COMMIT_TIMEOUT_SECONDS)
+        producer.flush(1)
+        log.info("relay %s: upgraded from a (txid, id) checkpoint; fenced the old "
+                 "transactional.id %s", self.shard.label, self.shard.legacy_transactional_id)
 
     def _check_topics(self) -> None:
         md = make_admin("relay").list_topics(timeout=30)
@@ -453,13 +783,36 @@ class Relay:
                 f"topic(s) {', '.join(missing)} do not exist. Create them with "
                 "`python manage.py kafka create-topics`."
             )
-        partitions = len(md.topics[self._checkpoint_topic].partitions)
+        self._checkpoint_partitions = len(md.topics[self._checkpoint_topic].partitions)
         # One checkpoint partition per shard where possible: then only this shard's producer
         # writes to it, and after init_transactions its end is stable.
-        self._checkpoint_partition = self.shard.shard % partitions
+        self._checkpoint_partition = self.shard.shard % self._checkpoint_partitions
 
-    def read_checkpoint(self, timeout: float = 60) -> Position | None:
-        tp = TopicPartition(self._checkpoint_topic, self._checkpoint_partition)
+    def read_checkpoints(self, timeout: float = 60) -> Checkpoints:
+        """This shard's last checkpoint, and the layout record (partition 0)."""
+        found = Checkpoints()
+        for partition in sorted({0, self._checkpoint_partition}):
+            for key, value in self._read_partition(partition, timeout).items():
+                if key == LAYOUT_KEY:
+                    found.layout = value
+                elif key == self.shard.checkpoint_key:
+                    found.own = value
+                else:
+                    shards, _, _ = key.decode(errors="replace").partition("/")
+                    if shards.isdigit():
+                        found.layouts_seen.add(int(shards))
+        if found.own is not None:
+            found.layouts_seen.add(self.shard.shards)
+        return found
+
+    def read_checkpoint(self) -> Position | None:
+        own = self.read_checkpoints().own
+        return Position.from_record(own) if own is not None else None
+
+    def _read_partition(self, partition: int, timeout: float) -> dict[bytes, dict]:
+        """Last value per key of one checkpoint partition, read with read_committed from the
+        beginning to the high watermark (DESIGN.md §8: never "last offset - 1")."""
+        tp = TopicPartition(self._checkpoint_topic, partition)
         probe = make_consumer("relay-checkpoint", "showoff-relay-checkpoint-probe",
                               **{"isolation.level": "read_uncommitted"})
         try:
@@ -468,12 +821,12 @@ class Relay:
         finally:
             probe.close()
         if high <= low:
-            return None
+            return {}
         reader = make_consumer(
             "relay-checkpoint", "showoff-relay-checkpoint-reader",
             **{"enable.partition.eof": True, "isolation.level": "read_committed"},
         )
-        last: Position | None = None
+        last: dict[bytes, dict] = {}
         deadline = time.monotonic() + timeout
         try:
             reader.assign([TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)])
@@ -492,9 +845,13 @@ class Relay:
                             break
                         continue
                     raise KafkaException(msg.error())
-                if msg.key() == self.shard.checkpoint_key and msg.value():
-                    value = json.loads(msg.value())
-                    last = (int(value["txid"]), int(value["id"]))
+                if msg.key() is not None and msg.value():
+                    try:
+                        last[msg.key()] = orjson.loads(msg.value())
+                    except orjson.JSONDecodeError:
+                        log.warning("relay %s: ignoring a checkpoint record that is not JSON at "
+                                    "%s[%s]@%s", self.shard.label, tp.topic, tp.partition,
+                                    msg.offset())
                 if msg.offset() + 1 >= high:
                     break
         finally:
@@ -502,25 +859,36 @@ class Relay:
         return last
 
     def reanchor(self) -> None:
-        """Write a checkpoint at the start of the outbox (after a restore or a move)."""
+        """After a restore or a move to another cluster: deliver every row left in the outbox
+        (those restored with the old cluster's transaction ids too), then new ones. The
+        largest id is read before the snapshot, so a row written after it has a larger id and
+        a row written before it has a transaction id below the snapshot's xmax."""
+        with connection.cursor() as cur:
+            cur.execute("SELECT coalesce(max(id), 0) FROM outbox_event")
+            max_id = cur.fetchone()[0]
+        snap = self.snapshot()
+        self.position = Position(START, snap, 0, Restored(max_id, snap))
+        self._enter_tick(self.position)
         self.producer.begin_transaction()
-        self._produce(self._checkpoint_topic, self.shard.checkpoint_key,
-                      json.dumps({"txid": "0", "id": 0, "shards": self.shard.shards,
-                                  "shard": self.shard.shard, "at": _now().isoformat(),
-                                  "reanchored": True}).encode(),
-                      None, partition=self._checkpoint_partition)
-        self.producer.commit_transaction(30)
-        self.position = (0, 0)
+        self._produce_checkpoint(self.position, reanchored=True)
+        self._commit()
         RelayPosition.objects.filter(shards=self.shard.shards, shard=self.shard.shard).delete()
-        log.warning("relay %s: re-anchored at (0, 0)", self.shard.label)
+        self._last_txid = self._last_row_id = None
+        self._record_position(0)
+        log.warning("relay %s: re-anchored: delivers the %s rows up to id %d first (restored "
+                    "ones included), then everything after %s", self.shard.label,
+                    "outbox", max_id, snap)
+
+    def _fenced(self, err: KafkaError) -> bool:
+        return err.fatal() or err.code() in FENCING_CODES
 
     def _fatal_message(self, err: KafkaError) -> str:
-        if err.code() == KafkaError._FENCED or "fenced" in err.str().lower():
+        if err.code() in FENCING_CODES or "fenced" in err.str().lower():
             return (
                 f"relay {self.shard.label}: fenced by a newer relay with transactional.id "
                 f"{self.shard.transactional_id} ({err.str()}). Another relay process owns this "
-                "shard now; this one stops. Run one relay per shard (the advisory lock does "
-                "that unless it was bypassed)."
+                "shard now; this one stops. Run one relay per shard (the shard lock does that "
+                "unless it was bypassed)."
             )
         return f"relay {self.shard.label}: fatal Kafka error: {err.str()}"
 
@@ -536,78 +904,167 @@ class Relay:
             except BufferError:
                 self.producer.poll(0.05)
 
+    def _produce_checkpoint(self, position: Position, **extra) -> None:
+        value = position.to_record(shards=self.shard.shards, shard=self.shard.shard,
+                                   at=_now().isoformat(), **extra)
+        self._produce(self._checkpoint_topic, self.shard.checkpoint_key, _dumps(value), None,
+                      partition=self._checkpoint_partition)
+
+    def _check_lease(self) -> None:
+        if self.lease is not None:
+            self.lease.ensure_held()
+
     def step(self) -> int:
-        """Deliver at most one batch; returns the number of events committed to Kafka."""
-        self._check_lock()
-        rows = self._take_prefetch() or self.fetch()
-        if not rows:
+        """Deliver at most one batch; returns the number of events committed to Kafka (0 when
+        nothing new committed)."""
+        self._check_lease()
+        batch = self._next_batch()
+        if batch is None:
+            self._record_idle_position()
             return 0
-        last_txid, last_id = int(rows[-1][1]), rows[-1][0]
+        rows = batch.rows
+        after = batch.position.after(batch.last_id)
+        # Sorted reads tell how much of the tick is left: a large rest is walked along the
+        # primary key, each batch reading only its own rows.
+        walk_max_id = self._walk_max_id
+        if batch.remaining is not None:
+            walk_max_id = batch.max_id if batch.remaining > WALK_AFTER_BATCHES * \
+                self.batch_size else None
+        tick_done = batch.remaining == 0 if batch.remaining is not None else \
+            len(rows) < self.batch_size
         started = time.monotonic()
+        aside: list[tuple[tuple, str, int]] = []
         try:
             self.producer.begin_transaction()
-            for _id, _txid, topic, key, headers, payload in rows:
-                hdrs = json.loads(headers)  # a dict of str: librdkafka encodes the values
-                self._produce(self._topic_names.get(topic) or topic_name(topic), key.encode(),
-                              payload.encode(), hdrs)
-            checkpoint = json.dumps({
-                "txid": str(last_txid), "id": last_id, "shards": self.shard.shards,
-                "shard": self.shard.shard, "at": _now().isoformat(),
-            }).encode()
-            self._produce(self._checkpoint_topic, self.shard.checkpoint_key, checkpoint, None,
-                          partition=self._checkpoint_partition)
-            if len(rows) == self.batch_size:
-                self._start_prefetch((last_txid, last_id))  # overlaps the commit below
+            for row in rows:
+                if row[0] in self._refused_ids:
+                    aside.append((row, "refused by the broker as too large", -1))
+                    continue
+                _id, _txid, topic, key, headers, payload = row
+                hdrs = orjson.loads(headers)  # a dict of str: librdkafka encodes the values
+                value = payload.encode()
+                try:
+                    self._produce(self._topic_names.get(topic) or topic_name(topic),
+                                  key.encode(), value, hdrs)
+                except KafkaException as exc:
+                    if exc.args[0].code() not in SIZE_CODES:
+                        raise
+                    size = len(value) + len(key.encode()) + sum(
+                        len(k) + len(v.encode()) for k, v in hdrs.items())
+                    aside.append((row, f"larger than message.max.bytes "
+                                       f"({settings.KAFKA_MESSAGE_MAX_BYTES})", size))
+            self._produce_checkpoint(after)
+            if aside:
+                self._record_set_aside(after, aside)
+            if self._singles_until <= batch.last_id:
+                self._start_prefetch(after, tick_done, walk_max_id, self.batch_size)
             self._commit()
         except KafkaException as exc:
             self._discard_prefetch()
             err = exc.args[0]
-            if err.fatal():
+            if self._fenced(err):
                 raise Fenced(self._fatal_message(err)) from None
+            self.retry_now = True
             if err.txn_requires_abort():
-                self.stats.aborts += 1
-                metrics.relay_aborts.inc(shard=self.shard.label)
-                log.warning("relay %s: abortable error (%s); aborting and retrying the batch",
-                            self.shard.label, err.str())
-                try:
-                    self.producer.abort_transaction(30)
-                except KafkaException:
-                    self._rebuild("abort failed")
-                time.sleep(0.2)
+                self._abort(err)
+                if err.code() in SIZE_CODES:
+                    self._size_refused(batch)
                 return 0
-            self._rebuild(err.str())
+            self._rebuild(f"unexpected Kafka error {err.str()}")
             return 0
         except IndefiniteOutcome as exc:
             self._discard_prefetch()
+            self.retry_now = True
             self._rebuild(str(exc))
             return 0
-        self.position = (last_txid, last_id)
-        self.stats.events += len(rows)
+        except BaseException:
+            # A database error (or anything else) inside the Kafka transaction: abort it, so
+            # nothing of this batch is committed, and let the caller deal with the error.
+            self._discard_prefetch()
+            self._abort_quietly()
+            raise
+        self.position = after
+        self._walk_max_id = walk_max_id
+        self._tick_done = tick_done
+        self._last_txid, self._last_row_id = int(rows[-1][1]), batch.last_id
+        self.stats.events += len(rows) - len(aside)
         self.stats.batches += 1
         self.stats.last_commit_at = time.time()
-        metrics.relay_committed(self.shard.label, rows, seconds=time.monotonic() - started,
-                                position=self.position, at=self.stats.last_commit_at)
+        delivered = [r for r in rows if all(r is not a[0] for a in aside)] if aside else rows
+        metrics.relay_committed(self.shard.label, delivered, seconds=time.monotonic() - started,
+                                position=(self._last_txid, batch.last_id),
+                                at=self.stats.last_commit_at)
+        for row, reason, size in aside:
+            self._report_set_aside(row, reason, size)
         self._summary_events += len(rows)
-        log.debug("relay %s: committed %d events up to (%s, %s) in %.1f ms", self.shard.label,
-                  len(rows), last_txid, last_id, (time.monotonic() - started) * 1000)
-        self._record_position(last_txid, last_id, len(rows))
+        log.debug("relay %s: committed %d events up to %s in %.1f ms", self.shard.label,
+                  len(rows), after, (time.monotonic() - started) * 1000)
+        self._record_position(len(rows) - len(aside))
         return len(rows)
 
+    def _report_set_aside(self, row: tuple, reason: str, size: int) -> None:
+        headers = orjson.loads(row[4])
+        self.stats.set_aside += 1
+        self._refused_ids.discard(row[0])
+        metrics.relay_set_aside.inc(shard=self.shard.label, reason="too_large")
+        log.error(
+            "relay %s: set aside event %s (%s for %s, key %s, outbox id %d%s): %s; Kafka would "
+            "never accept it, so it was not delivered and the shard moved on. It is listed in "
+            "the admin under Relay > Set-aside events.", self.shard.label,
+            headers.get("ce_id"), headers.get("ce_type"), row[2], row[3], row[0],
+            f", {size} bytes" if size >= 0 else "", reason,
+            extra={"event_id": headers.get("ce_id"), "event_type": headers.get("ce_type")},
+        )
+
+    def _size_refused(self, batch: Batch) -> None:
+        """The broker refused the batch as too large (a record above the topic's
+        max.message.bytes): deliver this batch's rows one per transaction; a row refused alone
+        is set aside."""
+        if len(batch.rows) == 1:
+            self._refused_ids.add(batch.rows[0][0])
+        else:
+            self._singles_until = batch.last_id
+        log.warning("relay %s: the broker refused a batch as too large; delivering its %d "
+                    "row(s) one by one to find the record", self.shard.label, len(batch.rows))
+        # The failed batch leaves the producer needing an epoch bump: start clean.
+        self._rebuild("a batch was refused as too large")
+
+    def _abort(self, err: KafkaError) -> None:
+        self.stats.aborts += 1
+        metrics.relay_aborts.inc(shard=self.shard.label)
+        log.warning("relay %s: abortable error (%s); aborting and retrying the batch",
+                    self.shard.label, err.str())
+        try:
+            self.producer.abort_transaction(settings.RELAY_COMMIT_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            if self._fenced(exc.args[0]):
+                raise Fenced(self._fatal_message(exc.args[0])) from None
+            self._rebuild(f"abort outcome unknown: {exc.args[0].str()}")
+            return
+        time.sleep(0.2)
+
+    def _abort_quietly(self) -> None:
+        if self.producer is None:
+            return
+        try:
+            self.producer.abort_transaction(settings.RELAY_COMMIT_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            # Unknown outcome: start clean (init_transactions resolves it) next time.
+            log.warning("relay %s: abort failed (%s); the producer is rebuilt",
+                        self.shard.label, exc.args[0].str())
+            self._drop_producer()
+            self.started = False
+
     def _commit(self) -> None:
-        deadline = time.monotonic() + settings.RELAY_TRANSACTION_TIMEOUT_MS / 1000
-        while True:
-            try:
-                self.producer.commit_transaction(30)
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-                if err.retriable() and time.monotonic() < deadline:
-                    log.warning("relay %s: commit not confirmed yet (%s); retrying",
-                                self.shard.label, err.str())
-                    continue
-                if err.fatal() or err.txn_requires_abort():
-                    raise
-                raise IndefiniteOutcome(f"commit outcome unknown: {err.str()}") from None
+        """One commit attempt. Anything but success, an abortable error or fencing leaves the
+        outcome unknown (a timeout, retriable or not): never retried on this producer."""
+        try:
+            self.producer.commit_transaction(settings.RELAY_COMMIT_TIMEOUT_SECONDS)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if self._fenced(err) or err.txn_requires_abort():
+                raise
+            raise IndefiniteOutcome(f"commit outcome unknown: {err.str()}") from None
 
     def _rebuild(self, why: str) -> None:
         """After an indefinite outcome: new producer, init_transactions (the epoch bump fences
@@ -616,14 +1073,13 @@ class Relay:
         metrics.relay_rebuilds.inc(shard=self.shard.label)
         log.warning("relay %s: %s; rebuilding the producer and re-reading the checkpoint",
                     self.shard.label, why)
-        old = self.producer
-        self.producer = None
-        if old is not None:
-            try:
-                old.purge()
-            except Exception as exc:  # noqa: BLE001 - the old producer is discarded either way
-                log.debug("purge of the old producer failed: %s", exc)
+        self._discard_prefetch()
+        self._drop_producer()
+        self.started = False
+        singles, refused = self._singles_until, set(self._refused_ids)
         self.start()
+        if self.started:
+            self._singles_until, self._refused_ids = singles, refused
 
     # -- reporting ------------------------------------------------------------------------------
 
@@ -635,9 +1091,9 @@ class Relay:
         elapsed = max(time.monotonic() - self._last_summary, 1e-9)
         lag = self.lag_seconds()
         log.info(
-            "relay %s: %s%d events in %d batches (%.0f/s over %.0fs), position (%s, %s), "
-            "lag %s", self.shard.label, "final: " if final else "", self.stats.events,
-            self.stats.batches, self._summary_events / elapsed, elapsed, *self.position,
+            "relay %s: %s%d events in %d batches (%.0f/s over %.0fs), position %s, lag %s",
+            self.shard.label, "final: " if final else "", self.stats.events,
+            self.stats.batches, self._summary_events / elapsed, elapsed, self.position,
             f"{lag:.1f}s" if lag is not None else "n/a",
         )
         self._last_summary = time.monotonic()
@@ -646,15 +1102,23 @@ class Relay:
     def lag_seconds(self) -> float:
         """Age of the oldest undelivered row of this shard (0 when none)."""
         try:
+            condition, params = self.position.undelivered_sql()
             with connection.cursor() as cur:
                 cur.execute(
                     "SELECT EXTRACT(EPOCH FROM now() - min(created_at)) FROM outbox_event "
-                    "WHERE (txid, id) > (%s::xid8, %s)" + self._shard_filter(),
-                    [str(self.position[0]), self.position[1]],
+                    f"WHERE {condition}" + self._shard_filter(), params,
                 )
                 value = cur.fetchone()[0]
             return float(value) if value is not None else 0.0
         except Exception:  # noqa: BLE001 - reporting must never stop the relay
             return float("nan")
+
+    def has_backlog(self) -> bool:
+        """Committed rows of this shard not in Kafka yet (for tests and `--once`)."""
+        condition, params = self.position.undelivered_sql()
+        with connection.cursor() as cur:
+            cur.execute("SELECT EXISTS (SELECT 1 FROM outbox_event WHERE "
+                        f"{condition}{self._shard_filter()})", params)
+            return cur.fetchone()[0]
 
 

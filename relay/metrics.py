@@ -42,8 +42,17 @@ Relay metrics (DESIGN.md §3), labelled by shard (`I/N`):
 - `showoff_relay_aborts_total`, `showoff_relay_rebuilds_total`: aborted transactions (the batch
   is retried) and producer rebuilds after an indefinite outcome.
 - `showoff_relay_transaction_seconds`: begin, produce and commit of one batch, histogram.
-- `showoff_relay_position_txid`, `showoff_relay_position_id`: the last committed `(txid, id)`.
+- `showoff_relay_position_txid`, `showoff_relay_position_id`: transaction id and id of the last
+  delivered outbox row.
+- `showoff_relay_tick_xmax`: `xmax` of the snapshot ending the tick being delivered (the
+  relay's position, relay/position.py, as one growing number: compare with the database's
+  next transaction id).
 - `showoff_relay_last_commit_timestamp_seconds`: Unix time of the last commit.
+- `showoff_relay_set_aside_total{reason}`: events Kafka would never accept (too large), set
+  aside instead of delivered (admin: Relay > Set-aside events).
+- `showoff_relay_active`: 1 while the process delivers the shard (it holds the shard's lease and
+  has started), 0 while it waits as a hot standby, for PostgreSQL or Kafka, or after it stopped
+  (fenced included); summed over live processes, exactly 1 per shard is healthy.
 
 The outbox backlog and the age of the oldest undelivered event are read from the database when
 the API's `/metrics` is scraped (showoff/metrics.py), not counted here.
@@ -274,14 +283,39 @@ relay_transaction_seconds = Histogram(
     "Seconds per relay batch: begin, produce the events and the checkpoint, commit.",
     ["shard"], buckets=_LATENCY_BUCKETS)
 relay_position_txid = Gauge(
-    "showoff_relay_position_txid", "Transaction id of the last committed outbox row.",
+    "showoff_relay_position_txid", "Transaction id of the last delivered outbox row.",
     ["shard"], multiprocess_mode="mostrecent")
 relay_position_id = Gauge(
-    "showoff_relay_position_id", "Id of the last committed outbox row.",
+    "showoff_relay_position_id", "Id of the last delivered outbox row.",
     ["shard"], multiprocess_mode="mostrecent")
+relay_tick_xmax = Gauge(
+    "showoff_relay_tick_xmax",
+    "xmax of the snapshot ending the tick the relay delivers (its position).",
+    ["shard"], multiprocess_mode="mostrecent")
+relay_set_aside = Counter(
+    "showoff_relay_set_aside_total",
+    "Outbox events set aside instead of delivered (Kafka would never accept them).",
+    ["shard", "reason"])
+
 relay_last_commit = Gauge(
     "showoff_relay_last_commit_timestamp_seconds", "Unix time of the relay's last commit.",
     ["shard"], multiprocess_mode="mostrecent")
+# 1 while this process delivers the shard, 0 while it waits as a hot standby (or has stopped):
+# summed over live processes, the shard's number of delivering relays (alert when it is 0).
+relay_active = Gauge(
+    "showoff_relay_active",
+    "1 while this relay process delivers the shard, 0 while it waits as a hot standby.",
+    ["shard"], multiprocess_mode="livesum")
+
+
+def relay_starting(shard: str) -> None:
+    """A relay process of `shard` starts (a standby until it holds the lock): its counters
+    exist at 0 from the first scrape, so the first batch counts in rate() (a series that
+    appears already at 12 shows no increase to Prometheus)."""
+    relay_active.set(0, shard=shard)
+    for counter in (relay_batches, relay_events, relay_aborts, relay_rebuilds):
+        counter.inc(0, shard=shard)
+    relay_set_aside.inc(0, shard=shard, reason="too_large")
 
 
 def relay_committed(shard: str, rows: Sequence[tuple], *, seconds: float,
@@ -290,7 +324,8 @@ def relay_committed(shard: str, rows: Sequence[tuple], *, seconds: float,
     per delivered event carrying its id, type and traceparent, so a single event can be
     followed from the request that wrote it to the consumer that applies it.
 
-    `rows` are the relay's outbox rows `(id, txid, topic, key, headers json, payload json)`.
+    `rows` are the relay's outbox rows `(id, txid, topic, key, headers json, payload json)`;
+    `position` is the last one's `(txid, id)`.
     """
     relay_batches.inc(shard=shard)
     relay_events.inc(len(rows), shard=shard)

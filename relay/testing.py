@@ -47,6 +47,18 @@ def create_topic(name: str, partitions: int = 1, config: dict | None = None,
     return name
 
 
+def wait_for(predicate, *, timeout: float, what: str, every: float = 0.05):
+    """Poll `predicate()` until it is truthy (returned) or `timeout` seconds pass (fails,
+    naming `what`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
 def wait_for_topic(name: str, partitions: int, timeout: float = 30) -> None:
     admin = make_admin("test-admin")
     deadline = time.monotonic() + timeout
@@ -189,7 +201,7 @@ def deliver_outbox(event_ids=None) -> int:
     from .cloudevents import encode
     from .kafka import make_producer
 
-    rows = OutboxEvent.objects.order_by("txid", "id")
+    rows = OutboxEvent.objects.order_by("id")
     if event_ids is not None:
         rows = rows.filter(event_id__in=list(event_ids))
     rows = list(rows)

@@ -65,6 +65,13 @@ def object_id(value: int, what: str = "object") -> int:
     return value
 
 
+class InvalidCursor(exceptions.APIException):
+    status_code = 400
+    default_code = "invalid_cursor"
+    default_detail = ("This cursor was not given out by this list, or it was altered; start "
+                      "again from the first page (no cursor).")
+
+
 class _RatesFromSettings:
     """DRF copies DEFAULT_THROTTLE_RATES at import; read it per request so overrides apply."""
 
@@ -84,15 +91,17 @@ class UserRateThrottle(_RatesFromSettings, throttling.UserRateThrottle):
     pass
 
 
-class ScopedIPThrottle(_RatesFromSettings, throttling.SimpleRateThrottle):
-    """Per client IP, whoever is signed in: for registration, login and phone codes."""
+class _ViewScopedThrottle(_RatesFromSettings, throttling.SimpleRateThrottle):
+    """A throttle whose rate is named by an attribute of the view (`scope_attribute`)."""
+
+    scope_attribute = "throttle_scope"
 
     def __init__(self):
         # The scope is known only once the view is; see allow_request.
         pass
 
     def allow_request(self, request, view):
-        self.scope = getattr(view, "throttle_scope", None)
+        self.scope = getattr(view, self.scope_attribute, None)
         if not self.scope:
             return True
         self.rate = self.get_rate()
@@ -101,8 +110,31 @@ class ScopedIPThrottle(_RatesFromSettings, throttling.SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().allow_request(request, view)
 
+
+class ScopedIPThrottle(_ViewScopedThrottle):
+    """Per client IP, whoever is signed in: for registration, login and phone codes."""
+
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class ScopedEmailThrottle(_ViewScopedThrottle):
+    """Per email address, for views that send mail to one: `throttle_email_scope` names the
+    rate, `throttle_email(request)` the address (None: not throttled here; the view's
+    validation answers). The cache key holds a keyed hash, never the address."""
+
+    scope_attribute = "throttle_email_scope"
+
+    def get_cache_key(self, request, view):
+        import hashlib
+        import hmac
+
+        email = view.throttle_email(request)
+        if not isinstance(email, str) or "@" not in email:
+            return None
+        key = hashlib.sha256(b"showoff.throttle-email:" + settings.SECRET_KEY.encode()).digest()
+        ident = hmac.new(key, email.strip().lower().encode(), hashlib.sha256).hexdigest()
+        return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
 _TYPES = {

@@ -18,7 +18,10 @@ What `/metrics` serves:
 - read from the database at each scrape (`PipelineCollector`): per relay shard the outbox
   backlog, the age of the oldest undelivered event, the delivered position and the last
   delivery time; and the age of the oldest open transaction in the PostgreSQL cluster, which
-  holds every delivery back while it lasts (relay/selectors.py).
+  holds every delivery back while it lasts (relay/selectors.py);
+- read from the Kafka brokers at each scrape (`relay.monitoring.KafkaCollector`): brokers,
+  under-replicated and offline partitions, every consumer group's lag and members (whether its
+  processes run or not), and the records in each dead-letter topic.
 
 `METRICS_AUTH_TOKEN`, when set, is required as `Authorization: Bearer <token>`.
 """
@@ -41,6 +44,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from relay import metrics as relay_metrics  # noqa: F401 - registers the relay's metrics too
+from relay.monitoring import KafkaCollector
 
 log = logging.getLogger("showoff.metrics")
 
@@ -137,7 +141,7 @@ class PipelineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from django.db import DatabaseError
 
-        from relay.selectors import oldest_open_transaction, shard_states
+        from relay.selectors import oldest_open_transaction, set_aside_count, shard_states
 
         up = GaugeMetricFamily(
             "showoff_pipeline_database_up",
@@ -145,6 +149,7 @@ class PipelineCollector(Collector):
         try:
             states = shard_states()
             oldest = oldest_open_transaction()
+            set_aside = set_aside_count()
         except DatabaseError as exc:
             log.warning("metrics: the outbox state could not be read: %s", exc)
             up.add_metric([], 0)
@@ -168,6 +173,10 @@ class PipelineCollector(Collector):
                 "showoff_outbox_delivered_position_id",
                 "Id of the last delivered outbox row (the relay's database copy).",
                 labels=["shard"]),
+            "xmax": GaugeMetricFamily(
+                "showoff_outbox_delivered_tick_xmax",
+                "xmax of the snapshot ending the tick the shard delivers (the relay's database "
+                "copy of its position).", labels=["shard"]),
             "last": GaugeMetricFamily(
                 "showoff_outbox_last_delivery_timestamp_seconds",
                 "Unix time of the shard's last relay commit (absent before the first).",
@@ -177,17 +186,24 @@ class PipelineCollector(Collector):
             shard = f"{s.shard}/{s.shards}"
             families["backlog"].add_metric([shard], s.backlog)
             families["age"].add_metric([shard], s.lag_seconds)
-            families["txid"].add_metric([shard], s.txid)
-            families["id"].add_metric([shard], s.last_id)
+            families["txid"].add_metric([shard], s.txid or 0)
+            families["id"].add_metric([shard], s.last_id or 0)
+            families["xmax"].add_metric([shard], s.position.cur.xmax)
             if s.last_commit_at is not None:
                 families["last"].add_metric([shard], s.last_commit_at.timestamp())
         yield from families.values()
         holder = GaugeMetricFamily(
             "showoff_postgres_oldest_transaction_age_seconds",
-            "Age of the oldest open transaction in the PostgreSQL cluster; delivery waits for "
-            "every transaction older than the newest outbox rows (0: none).")
+            "Age of the oldest open transaction in the PostgreSQL cluster (0: none). It does "
+            "not hold delivery back, but keeps vacuum from cleaning up.")
         holder.add_metric([], float(oldest["age_seconds"] or 0) if oldest else 0.0)
         yield holder
+        aside = GaugeMetricFamily(
+            "showoff_relay_set_aside_events",
+            "Outbox events the relay set aside because Kafka would never accept them (admin: "
+            "Relay > Set-aside events).")
+        aside.add_metric([], set_aside)
+        yield aside
 
 
 class _ThisProcess(Collector):
@@ -204,6 +220,7 @@ def registry_for_scrape() -> CollectorRegistry:
     else:
         registry.register(_ThisProcess())
     registry.register(PipelineCollector())
+    registry.register(KafkaCollector())
     return registry
 
 

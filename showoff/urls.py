@@ -16,6 +16,8 @@ api_patterns: list = [
     path("", include("accounts.urls")),
     path("", include("posts.urls")),
     path("", include("social.urls")),
+    path("search/", include("search.urls")),
+    path("feed/", include("feeds.urls")),
     path("coins/", include("coins.urls")),
     path("media/", include("media.urls")),
     path("notifications/", include("notifications.urls")),

@@ -20,7 +20,8 @@ def test_register_creates_the_account_and_its_event(anon):
     user = User.objects.get(username="carol")
     assert body == {"id": user.pk, "username": "carol", "display_name": "Carol", "bio": "",
                     "avatar_url": None, "date_joined": body["date_joined"],
-                    "email": "Carol@example.com", "phone": None, "phone_verified": False}
+                    "email": "Carol@example.com", "email_verified": False, "phone": None,
+                    "phone_verified": False}
     assert user.check_password(PASSWORD)
     [event] = events("user.registered")
     assert event.key == str(user.pk)

@@ -32,7 +32,9 @@ def test_schema_validates_with_no_warnings(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Warning" not in result.stderr and "Error" not in result.stderr
     schema = (tmp_path / "schema.yaml").read_text()
-    for path in ("/api/auth/login/", "/api/posts/{post_id}/like/", "/api/me/phone/verify/"):
+    for path in ("/api/auth/login/", "/api/posts/{post_id}/like/", "/api/me/phone/verify/",
+                 "/api/auth/password/reset/", "/api/auth/password/reset/confirm/",
+                 "/api/auth/email/verify/", "/api/me/email/verification/"):
         assert f"{path}:" in schema
 
 

@@ -77,10 +77,12 @@ def eager_celery():
 
 
 class Pipeline:
-    """The real relay and the notifications consumers, in-process, on the test's topics."""
+    """The real relay and the notifications consumers (or the given `consumers`: name →
+    topics), in-process, on the test's topics."""
 
-    def __init__(self, prefix: str):
+    def __init__(self, prefix: str, consumers: dict[str, list[str]] | None = None):
         self.prefix = prefix
+        self.consumers = consumers or CONSUMERS
         self.relay = Relay(use_lock=False)
         self.relay.start()
         self.workers: dict[str, ConsumerWorker] = {}
@@ -88,16 +90,16 @@ class Pipeline:
     def consumer(self, name: str) -> ConsumerWorker:
         if name not in self.workers:
             worker = ConsumerWorker(
-                name, CONSUMERS[name], group_id=f"{self.prefix}{name}", poll_timeout=0.2,
+                name, self.consumers[name], group_id=f"{self.prefix}{name}", poll_timeout=0.2,
                 retry=RetryPolicy(max_attempts=3, backoff=0.05, backoff_max=0.2))
             worker.start()
             self.workers[name] = worker
         return self.workers[name]
 
-    def run_until(self, done: Callable[[], bool], *, consumers=tuple(CONSUMERS),
+    def run_until(self, done: Callable[[], bool], *, consumers=None,
                   timeout: float = 60) -> None:
         """Relay the outbox and step the consumers until `done()`."""
-        workers = [self.consumer(n) for n in consumers]
+        workers = [self.consumer(n) for n in consumers or self.consumers]
         deadline = time.monotonic() + timeout
         while not done():
             if time.monotonic() > deadline:
@@ -108,10 +110,10 @@ class Pipeline:
             for w in workers:
                 w.step()
 
-    def settle(self, *, consumers=tuple(CONSUMERS), quiet_rounds: int = 3,
+    def settle(self, *, consumers=None, quiet_rounds: int = 3,
                timeout: float = 60) -> None:
         """Run until nothing moves for a few rounds (every event relayed and handled)."""
-        workers = [self.consumer(n) for n in consumers]
+        workers = [self.consumer(n) for n in consumers or self.consumers]
         deadline = time.monotonic() + timeout
         quiet = 0
         while quiet < quiet_rounds:
@@ -128,13 +130,19 @@ class Pipeline:
         self.relay.close()
 
 
-@pytest.fixture
-def pipeline(kafka_prefix, eager_celery):
+def pipeline_on_topics(prefix: str, consumers: dict[str, list[str]] | None = None):
+    """A Pipeline on freshly created topics (and dead-letter topics), removed afterwards."""
+    consumers = consumers or CONSUMERS
     names = create_relay_topics()
-    dlqs = sorted({f"{kafka_prefix}{t}.dlq" for topics in CONSUMERS.values() for t in topics})
+    dlqs = sorted({f"{prefix}{t}.dlq" for topics in consumers.values() for t in topics})
     for name in dlqs:
         create_topic(name, 3)
-    pipe = Pipeline(kafka_prefix)
+    pipe = Pipeline(prefix, consumers)
     yield pipe
     pipe.close()
     delete_topics(names + dlqs)
+
+
+@pytest.fixture
+def pipeline(kafka_prefix, eager_celery):
+    yield from pipeline_on_topics(kafka_prefix)

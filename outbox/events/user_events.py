@@ -86,6 +86,23 @@ register(
         key="user_id",
         schema=obj({"user_id": ID, "phone": PHONE, "verified_at": TIME}),
     ),
+    EventType(
+        type="user.email_verified",
+        topic="user-events",
+        key="user_id",
+        description="The user opened a verification link sent to `email`.",
+        schema=obj({"user_id": ID, "email": {"type": "string", "maxLength": 254},
+                    "verified_at": TIME}),
+    ),
+    EventType(
+        type="user.password_reset",
+        topic="user-events",
+        key="user_id",
+        description="The password was replaced through an emailed reset link; every session "
+        "and token of the account was revoked.",
+        schema=obj({"user_id": ID, "ip": {"type": ["string", "null"], "maxLength": 64},
+                    "reset_at": TIME}),
+    ),
 )
 
 # --- the social graph (social.services). Keyed by the acting user (the follower, the blocker,

@@ -25,7 +25,9 @@ from outbox.catalogue import CHECKPOINT_TOPIC
 from outbox.models import OutboxEvent
 from relay import testing as kt
 from relay.kafka import make_admin, topic_name
-from relay.models import InboxEntry, RelayPosition
+from relay.models import InboxEntry
+from relay.monitoring import kafka_state
+from relay.selectors import delivered_condition
 from relay.topics import create_topics, desired_topics
 
 from . import consumer_support as cs
@@ -120,11 +122,10 @@ def _wait(what: str, done, timeout: float, *procs) -> None:
 
 
 def _delivered() -> int:
-    pos = RelayPosition.objects.filter(shards=1, shard=0).first()
-    if pos is None:
-        return 0
-    return OutboxEvent.objects.extra(  # noqa: S610 - constants only
-        where=["(txid, id) <= (%s::xid8, %s)"], params=[str(pos.txid), pos.last_id]).count()
+    """Outbox rows the relay's database copy of its position says are in Kafka."""
+    condition, params = delivered_condition(1)
+    return OutboxEvent.objects.extra(  # noqa: S610 - the position's own SQL
+        where=[condition], params=params).count()
 
 
 def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(cluster, effects_table,
@@ -178,6 +179,12 @@ def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(cluster, effect
     for topic in (topic_name(cs.TOPIC), topic_name(CHECKPOINT_TOPIC)):
         assert all(victim not in isr and len(isr) == 2
                    for _, _, isr in _partitions(admin, topic).values()), topic
+    # the API's /metrics reads it from the brokers too (relay/monitoring.py, the source of the
+    # ShowoffKafkaUnderReplicated alert): every partition under-replicated, none offline
+    _wait("the metrics seeing every partition under-replicated", lambda: (
+        (state := kafka_state()).brokers == 2 and state.under_replicated == state.partitions
+        and sum(state.partitions.values()) >= 17), 60, relay, consumer)
+    assert sum(kafka_state().offline.values()) == 0
     # (both clients saw it go: their connections to it were refused, and they carried on)
     assert "Connection refused" in relay.output(), relay.output()
     assert "Connection refused" in consumer.output(), consumer.output()
@@ -199,3 +206,4 @@ def test_a_broker_killed_mid_stream_loses_and_duplicates_nothing(cluster, effect
     assert [f"kafka-{n}: already running" in restarted for n in survivors] == [True, True]
     _wait("the node back in sync", lambda: all(
         isr == [1, 2, 3] for _, _, isr in _partitions(admin, topic_name(cs.TOPIC)).values()), 60)
+    assert kafka_state().under_replicated[topic_name(cs.TOPIC)] == 0

@@ -191,7 +191,9 @@ def test_production_logs_json_and_development_readable(module, expected):
     code = ("import django; django.setup(); from django.conf import settings; "
             "print(settings.LOGGING['handlers']['console']['formatter'])")
     env = {k: v for k, v in os.environ.items() if k != "LOG_FORMAT"}
-    env.update(DJANGO_SETTINGS_MODULE=module, SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.test")
+    env.update(DJANGO_SETTINGS_MODULE=module, SECRET_KEY="k" * 60, ALLOWED_HOSTS="x.test",
+               ACCOUNTS_PASSWORD_RESET_URL="https://x.test/r?t={token}",
+               ACCOUNTS_EMAIL_VERIFICATION_URL="https://x.test/v?t={token}")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

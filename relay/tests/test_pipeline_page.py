@@ -198,3 +198,72 @@ def test_a_broker_that_is_down_shows_as_down_without_asking_it_more(client, sett
     assert (response.context["topics"], response.context["groups"],
             response.context["dead_letters"]) == ([], [], [])
     assert b"Kafka is down: " in response.content
+
+
+# --- the state at a glance, without Prometheus, and the runbook ----------------------------
+
+
+def test_a_group_with_records_waiting_and_no_consumer_is_red_with_its_runbook_link(
+        all_topics, client, settings):
+    # given: 4 probes delivered to analytics-events, whose `analytics` consumer never ran
+    settings.PROMETHEUS_URL = ""
+    _write([_probe(i, key=f"k{i}") for i in range(4)])
+    assert _deliver() == 4
+    client.force_login(_staff())
+    # when
+    response = client.get("/admin/pipeline/")
+    # then: the light names the group, the records waiting and the runbook section
+    lights = {(light.kind, light.name): light for light in response.context["lights"]}
+    analytics = lights[("group", "analytics")]
+    end_total = next(t.end_total for t in response.context["topics"]
+                     if t.name == topic_name(TOPIC))  # 4 records + commit markers
+    assert (analytics.level, analytics.reason) == (
+        "bad", f"no consumer running; {end_total} records wait")
+    assert lights[("shard", "0/1")].reason == "all delivered"
+    assert response.context["worst"] == "bad"
+    html = response.content.decode()
+    assert ('<a class="runbook" href="/admin/pipeline/runbook/#2-messages-not-consumed">'
+            in html)
+    # and the link lands on that section of the runbook
+    runbook = client.get("/admin/pipeline/runbook/")
+    assert runbook.status_code == 200
+    assert '<h2 id="2-messages-not-consumed">2. Messages not consumed</h2>' in \
+        runbook.content.decode()
+
+
+def test_without_prometheus_the_page_says_so_and_keeps_its_lights_and_tables(client, settings):
+    settings.PROMETHEUS_URL = ""
+    client.force_login(_staff())
+    response = client.get("/admin/pipeline/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "No Prometheus is configured (PROMETHEUS_URL is empty), so there are no charts" in html
+    assert response.context["history_charts"] == []
+    kinds = {light.kind for light in response.context["lights"]}
+    assert {"kafka", "database", "shard", "group"} <= kinds
+    assert 'id="relay-shards"' in html and 'id="groups"' in html
+
+
+def test_a_prometheus_that_does_not_answer_is_named_on_the_page(client, settings):
+    # given: a PROMETHEUS_URL where nothing listens
+    from .prometheus_support import free_port
+
+    url = f"http://127.0.0.1:{free_port()}"
+    settings.PROMETHEUS_URL = url
+    client.force_login(_staff())
+    # when
+    html = client.get("/admin/pipeline/?range=1d").content.decode()
+    # then
+    assert (f"No charts: Prometheus at {url} did not answer (ConnectionError); start it "
+            "(`scripts/services up prometheus` locally) or correct PROMETHEUS_URL.") in html
+    assert 'id="relay-shards"' in html
+
+
+def test_the_runbook_page_is_for_signed_in_staff(client):
+    response = client.get("/admin/pipeline/runbook/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=/admin/pipeline/runbook/")
+    client.force_login(_staff(permission=False))
+    html = client.get("/admin/pipeline/runbook/").content.decode()
+    assert '<h2 id="8-relay-down-or-fenced">8. Relay down or fenced</h2>' in html
+    assert "<table>" in html  # the alerts' table is rendered, not left as Markdown

@@ -51,6 +51,8 @@ INSTALLED_APPS = [
     "notifications",
     "analytics",
     "social",
+    "search",
+    "feeds",
 ]
 
 MIDDLEWARE = [
@@ -197,6 +199,11 @@ REST_FRAMEWORK = {
         "register": env("API_THROTTLE_REGISTER", default="20/hour"),
         "login": env("API_THROTTLE_LOGIN", default="30/min"),
         "otp": env("API_THROTTLE_OTP", default="20/hour"),
+        # Account recovery: reset and verification emails per client IP and per address
+        # (any address, an account's or not), and link-token checks per client IP.
+        "recovery": env("API_THROTTLE_RECOVERY", default="20/hour"),
+        "recovery_email": env("API_THROTTLE_RECOVERY_EMAIL", default="5/hour"),
+        "recovery_token": env("API_THROTTLE_RECOVERY_TOKEN", default="60/hour"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
@@ -286,6 +293,12 @@ RELAY_BATCH_SIZE = env.int("RELAY_BATCH_SIZE", default=500)
 # Fallback poll when no NOTIFY arrives (seconds).
 RELAY_POLL_INTERVAL = env.float("RELAY_POLL_INTERVAL", default=1.0)
 RELAY_TRANSACTION_TIMEOUT_MS = env.int("RELAY_TRANSACTION_TIMEOUT_MS", default=60000)
+# How long the relay waits for init_transactions, a commit or an abort. A commit not confirmed
+# in time has an unknown outcome: the producer is rebuilt and the checkpoint re-read.
+RELAY_COMMIT_TIMEOUT_SECONDS = env.float("RELAY_COMMIT_TIMEOUT_SECONDS", default=30.0)
+# The shard lock is a lease: PostgreSQL ends the session of a relay silent this long (paused,
+# hung host), so a hot standby takes over within about this many seconds.
+RELAY_LOCK_LEASE_SECONDS = env.float("RELAY_LOCK_LEASE_SECONDS", default=10.0)
 RELAY_SUMMARY_INTERVAL = env.float("RELAY_SUMMARY_INTERVAL", default=60.0)
 RELAY_CHECKPOINT_PARTITIONS = env.int("RELAY_CHECKPOINT_PARTITIONS", default=16)
 # How often a hot-standby relay retries the shard lock (seconds).
@@ -327,6 +340,12 @@ METRICS_AUTH_TOKEN = env("METRICS_AUTH_TOKEN", default="")
 METRICS_ADDRESS = env("METRICS_ADDRESS", default="127.0.0.1")
 # A Celery worker serves its pool's metrics on this port (0: off; needs PROMETHEUS_MULTIPROC_DIR).
 CELERY_METRICS_PORT = env.int("CELERY_METRICS_PORT", default=0)
+# The Prometheus that scrapes this deployment: the admin's Event pipeline page draws the last
+# hour and day from it (empty: no charts, the page says so). The default is the local one of
+# `scripts/services up prometheus`.
+PROMETHEUS_URL = env("PROMETHEUS_URL", default="http://127.0.0.1:9090")
+# Seconds the page waits for Prometheus before drawing without it.
+PROMETHEUS_TIMEOUT = env.float("PROMETHEUS_TIMEOUT", default=5.0)
 
 # accounts
 # Phone verification codes: lifetime, wrong tries before a lock, and the lock's length.
@@ -338,11 +357,41 @@ ACCOUNTS_OTP_PER_PHONE = env.int("ACCOUNTS_OTP_PER_PHONE", default=3)
 ACCOUNTS_OTP_PER_IP = env.int("ACCOUNTS_OTP_PER_IP", default=10)
 ACCOUNTS_OTP_WINDOW_SECONDS = env.int("ACCOUNTS_OTP_WINDOW_SECONDS", default=3600)
 ACCOUNTS_AVATAR_MAX_BYTES = env.int("ACCOUNTS_AVATAR_MAX_BYTES", default=2 * 1024 * 1024)
-# Fernet keys (comma-separated, newest first) sealing the OTP code inside `sms.requested`;
-# empty: derived from SECRET_KEY. See outbox/events/sms_events.py.
+# Fernet keys (comma-separated, newest first) sealing the OTP code inside `sms.requested` and
+# the single-use link inside `email.requested`; empty: derived from SECRET_KEY (outbox/sealing.py).
 SMS_SEAL_KEYS = env.list("SMS_SEAL_KEYS", default=[])
 # Client IP: REMOTE_ADDR, or the address this many proxies back in X-Forwarded-For.
 ACCOUNTS_TRUSTED_PROXY_COUNT = env.int("ACCOUNTS_TRUSTED_PROXY_COUNT", default=0)
+# Account recovery (README "Accounts"): the links emailed for a password reset and an email
+# verification open these pages of the web (or app) frontend, `{token}` replaced by the token;
+# the page posts it to /api/auth/password/reset/confirm/ or /api/auth/email/verify/.
+# Production needs both set (production.py): a development default there would mail links to
+# localhost.
+
+
+def token_link(name: str, value: str) -> str:
+    if "{token}" not in value:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} has no {{token}}: write where the token goes, for example "
+            "https://showoff.life/reset-password?token={token}.")
+    return value
+
+
+ACCOUNTS_PASSWORD_RESET_URL = token_link("ACCOUNTS_PASSWORD_RESET_URL", env(
+    "ACCOUNTS_PASSWORD_RESET_URL", default="http://localhost:3000/reset-password?token={token}"))
+ACCOUNTS_EMAIL_VERIFICATION_URL = token_link("ACCOUNTS_EMAIL_VERIFICATION_URL", env(
+    "ACCOUNTS_EMAIL_VERIFICATION_URL", default="http://localhost:3000/verify-email?token={token}"))
+# How long the links work (seconds).
+ACCOUNTS_PASSWORD_RESET_TTL_SECONDS = env.int("ACCOUNTS_PASSWORD_RESET_TTL_SECONDS",
+                                              default=3600)
+ACCOUNTS_EMAIL_VERIFICATION_TTL_SECONDS = env.int("ACCOUNTS_EMAIL_VERIFICATION_TTL_SECONDS",
+                                                  default=3 * 24 * 3600)
+# Used and expired link tokens are deleted this long after they expire (beat, hourly).
+ACCOUNTS_TOKEN_RETENTION_HOURS = env.int("ACCOUNTS_TOKEN_RETENTION_HOURS", default=7 * 24)
+CELERY_BEAT_SCHEDULE["accounts-prune-tokens"] = {
+    "task": "accounts.prune_tokens",
+    "schedule": 3600.0,
+}
 
 # posts
 # A viewer's views of one post count once per this many seconds (docs/api-accounts-posts.md).
@@ -350,6 +399,32 @@ POSTS_VIEW_WINDOW_SECONDS = env.int("POSTS_VIEW_WINDOW_SECONDS", default=24 * 36
 # Only bench/posts_create.py turns this off, to measure what the outbox write costs; it is not
 # read from the environment so that no deployment can drop events by configuration.
 POSTS_PUBLISH_EVENTS = True
+
+# feeds (docs/feeds.md)
+# Authors with more followers than this are not fanned out: their posts are merged into their
+# followers' feeds at read time (they stop being celebrities below 90% of it).
+FEEDS_CELEBRITY_FOLLOWERS = env.int("FEEDS_CELEBRITY_FOLLOWERS", default=100_000)
+# Fan-outs to at most this many followers are done in the consumer's own transaction; larger
+# ones by the fan-out worker (manage.py run_fanout), FEEDS_FANOUT_CHUNK followers per
+# transaction, taking turns between posts.
+FEEDS_FANOUT_INLINE = env.int("FEEDS_FANOUT_INLINE", default=1000)
+FEEDS_FANOUT_CHUNK = env.int("FEEDS_FANOUT_CHUNK", default=5000)
+# An idle fan-out worker checks for jobs at least this often (it is woken by NOTIFY anyway).
+FEEDS_FANOUT_POLL_SECONDS = env.float("FEEDS_FANOUT_POLL_SECONDS", default=1.0)
+# A new follow brings this many of the followee's latest posts into the follower's feed.
+FEEDS_BACKFILL_POSTS = env.int("FEEDS_BACKFILL_POSTS", default=50)
+# The trending feed: how many posts it ranks, and how often (seconds) it is recomputed.
+FEEDS_TRENDING_SIZE = env.int("FEEDS_TRENDING_SIZE", default=500)
+CELERY_BEAT_SCHEDULE["feeds-refresh-trending"] = {
+    "task": "feeds.refresh_trending",
+    "schedule": env.float("FEEDS_TRENDING_REFRESH_SECONDS", default=60.0),
+}
+
+# search (search/selectors.py, docs/api-search.md)
+# A posts query ranks at most this many of the newest matching posts (bounded work for common
+# words); a newer post gains 1 point of score (the whole relevance range) per this many seconds.
+SEARCH_POST_CANDIDATES = env.int("SEARCH_POST_CANDIDATES", default=1000)
+SEARCH_RECENCY_SECONDS = env.int("SEARCH_RECENCY_SECONDS", default=30 * 24 * 3600)
 
 # coins
 # Limits of one transfer or tip, in whole coins.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import LOG_FORMATS, LOGGING, env
+from .base import LOG_FORMATS, LOGGING, env, token_link
 
 
 def _required(name: str, hint: str) -> str:
@@ -30,6 +30,18 @@ ALLOWED_HOSTS = [
     ).split(",")
     if h.strip()
 ]
+
+# No local Prometheus to assume in production: set PROMETHEUS_URL to the one that scrapes you.
+PROMETHEUS_URL = env("PROMETHEUS_URL", default="")
+
+# The pages the account-recovery emails link to (README "Accounts"): the development default
+# would send users to localhost.
+ACCOUNTS_PASSWORD_RESET_URL = token_link("ACCOUNTS_PASSWORD_RESET_URL", _required(
+    "ACCOUNTS_PASSWORD_RESET_URL", "the frontend page a password reset email links to, with "
+    "{token} where the token goes, for example https://showoff.life/reset-password?token={token}."))
+ACCOUNTS_EMAIL_VERIFICATION_URL = token_link("ACCOUNTS_EMAIL_VERIFICATION_URL", _required(
+    "ACCOUNTS_EMAIL_VERIFICATION_URL", "the frontend page a verification email links to, with "
+    "{token} where the token goes, for example https://showoff.life/verify-email?token={token}."))
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)

@@ -28,3 +28,5 @@ REST_FRAMEWORK = {  # noqa: F405
         "user": "1000000/min",
     },
 }
+# No Prometheus unless a test starts its own (a developer's local one must not leak in).
+PROMETHEUS_URL = env("TEST_PROMETHEUS_URL", default="")

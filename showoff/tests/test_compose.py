@@ -24,6 +24,7 @@ def test_compose_has_every_service():
     services = set(compose["services"])
     expected = {
         "postgres", "kafka", "kafka-ui", "redis", "migrate", "api", "relay", "worker", "beat",
+        "fanout",
         *{f"consume-{t}" for t in ["notification-events", "email-events", "sms-events",
                                    "video-processing", "analytics-events", "user-events",
                                    "post-events", "transaction-events"]},
@@ -105,7 +106,12 @@ def test_prod_compose_creates_every_topic_with_rf_3_and_min_isr_2(settings):
     # every app process talks to the same three brokers with the same layout
     for name, svc in services.items():
         if svc.get("image") == "showoff-backend:local":
-            assert svc["environment"] == env, name
+            # (some add their own: the API's and Celery's metrics folder and port, and the
+            # API's compose name as a served host for Prometheus)
+            own = svc["environment"]
+            assert {k: own[k] for k in env if k != "ALLOWED_HOSTS"} == {
+                k: v for k, v in env.items() if k != "ALLOWED_HOSTS"}, name
+            assert own["ALLOWED_HOSTS"].startswith(env["ALLOWED_HOSTS"]), name
             for broker in ("kafka-1", "kafka-2", "kafka-3"):
                 if name != "migrate":
                     assert svc["depends_on"][broker]["condition"] == "service_healthy", name
@@ -114,16 +120,17 @@ def test_prod_compose_creates_every_topic_with_rf_3_and_min_isr_2(settings):
 def test_prod_compose_scales_relay_shards_with_standbys_and_consumers():
     services = _prod()["services"]
     relays = {n: s for n, s in services.items() if "run_relay" in str(s.get("command", ""))}
+    metrics = "--metrics-port 9100 --metrics-addr 0.0.0.0"
     assert {n: (s["command"], s["deploy"]["replicas"]) for n, s in relays.items()} == {
-        "relay-shard-0": ("python manage.py run_relay --shards 2 --shard 0", 2),
-        "relay-shard-1": ("python manage.py run_relay --shards 2 --shard 1", 2),
+        "relay-shard-0": (f"python manage.py run_relay --shards 2 --shard 0 {metrics}", 2),
+        "relay-shard-1": (f"python manage.py run_relay --shards 2 --shard 1 {metrics}", 2),
     }
     assert services["relay-shard-0"]["environment"]["RELAY_SHARDS"] == 2
     topics = ["notification-events", "email-events", "sms-events", "video-processing",
               "analytics-events", "user-events", "post-events", "transaction-events"]
     for topic in topics:
         consumer = services[f"consume-{topic}"]
-        assert consumer["command"] == f"python manage.py consume {topic}"
+        assert consumer["command"] == f"python manage.py consume {topic} {metrics}"
         assert consumer["deploy"]["replicas"] >= 2
     assert services["beat"]["deploy"]["replicas"] == 1  # two schedulers run every task twice
 
@@ -134,3 +141,41 @@ def test_every_prod_compose_variable_is_documented_in_env_example():
     assert {"KAFKA_CLUSTER_ID", "SECRET_KEY", "POSTGRES_PASSWORD"} <= used
     missing = used - _documented()
     assert not missing, f"document these in .env.example: {sorted(missing)}"
+
+
+def test_prod_compose_runs_prometheus_alertmanager_and_grafana_on_the_repos_configuration():
+    services = _prod()["services"]
+    # every mounted configuration folder exists in the repository
+    mounts = {name: [v.split(":")[:2] for v in services[name]["volumes"] if v.startswith("./")]
+              for name in ("prometheus", "alertmanager", "grafana")}
+    assert mounts == {
+        "prometheus": [["./monitoring/prometheus", "/etc/prometheus"]],
+        "alertmanager": [["./monitoring/alertmanager", "/etc/alertmanager"]],
+        "grafana": [["./monitoring/grafana/provisioning", "/etc/grafana/provisioning"],
+                    ["./monitoring/grafana/dashboards", "/etc/grafana/dashboards"]],
+    }
+    for pairs in mounts.values():
+        for source, _ in pairs:
+            assert (ROOT / source).is_dir(), source
+    prometheus = " ".join(services["prometheus"]["command"])
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus
+    assert "--enable-feature=expand-external-labels" in prometheus  # the runbook_url label
+    config = yaml.safe_load((ROOT / "monitoring/prometheus/prometheus.yml").read_text())
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == [
+        "alertmanager:9093"]
+    # the scrape jobs find every service that serves metrics, by its compose name
+    names = {n for job in config["scrape_configs"] for sd in job.get("dns_sd_configs", [])
+             for n in sd["names"]}
+    serving = {n for n, svc in services.items() if "--metrics-port 9100" in
+               str(svc.get("command", "")) or svc.get("environment", {}).get(
+                   "CELERY_METRICS_PORT") == 9100}
+    assert serving == names and len(names) == 13
+    # the UIs listen on the host's loopback only, Grafana needs its password from .env
+    for name, port in (("prometheus", 9090), ("alertmanager", 9093), ("grafana", 3000)):
+        assert services[name]["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert "GRAFANA_ADMIN_PASSWORD:?" in services["grafana"]["environment"][
+        "GF_SECURITY_ADMIN_PASSWORD"]
+    # the API answers Prometheus' Host header and adds up its gunicorn workers
+    api = services["api"]["environment"]
+    assert api["ALLOWED_HOSTS"].endswith(",api") and api["PROMETHEUS_MULTIPROC_DIR"]
+    assert services["api"]["environment"]["PROMETHEUS_URL"] == "http://prometheus:9090"

@@ -209,7 +209,7 @@ def relay_topics(kafka_prefix):
 def test_relay_counts_batches_events_transaction_time_and_position(relay_topics, client):
     # given: 7 events; the counters are process-wide, so compare with before
     write_probes(7)
-    last = OutboxEvent.objects.order_by("txid", "id").last()
+    last = OutboxEvent.objects.order_by("id").last()
     shard = "0/1"
     batches = relay_metrics.relay_batches.value(shard=shard)
     events = relay_metrics.relay_events.value(shard=shard)
@@ -234,6 +234,8 @@ def test_relay_counts_batches_events_transaction_time_and_position(relay_topics,
     assert value(text, "showoff_relay_position_id", shard=shard) == last.id
     assert value(text, "showoff_outbox_backlog_events", shard=shard) == 0
     assert value(text, "showoff_outbox_delivered_position_id", shard=shard) == last.id
+    assert value(text, "showoff_outbox_delivered_tick_xmax", shard=shard) == \
+        relay.position.cur.xmax == relay_metrics.relay_tick_xmax.value(shard=shard)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -262,7 +264,7 @@ def test_run_relay_and_consume_serve_their_metrics_on_a_port(relay_topics, kafka
                                     "showoff_consumer_processed_total", 6, consumer=consumer,
                                     topic="analytics-events")
         # then
-        last = OutboxEvent.objects.order_by("txid", "id").last()
+        last = OutboxEvent.objects.order_by("id").last()
         assert value(relay_text, "showoff_relay_position_id", shard="0/1") == last.id
         assert value(relay_text, "showoff_relay_batches_total", shard="0/1") >= 1
         assert value(consume_text, "showoff_consumer_handler_seconds_count",

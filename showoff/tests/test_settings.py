@@ -15,9 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 STRONG_KEY = "pRod-7c1e3f0a9b8d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f"
 
 
+LINKS = {"ACCOUNTS_PASSWORD_RESET_URL": "https://showoff.life/reset-password?token={token}",
+         "ACCOUNTS_EMAIL_VERIFICATION_URL": "https://showoff.life/verify-email?token={token}"}
+
+
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items()
-            if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"}}
+            if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DEBUG", *LINKS}}
     base.update(DJANGO_SETTINGS_MODULE="showoff.settings.production", **env)
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=base,
                           capture_output=True, text=True, timeout=120)
@@ -35,9 +39,20 @@ def test_production_refuses_to_start_without_allowed_hosts():
     assert "ALLOWED_HOSTS is not set" in result.stderr
 
 
+def test_production_refuses_to_start_without_the_recovery_link_pages():
+    result = _manage("check", SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="api.showoff.life")
+    assert result.returncode != 0
+    assert "ACCOUNTS_PASSWORD_RESET_URL is not set" in result.stderr
+    result = _manage("check", SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="api.showoff.life",
+                     **{**LINKS, "ACCOUNTS_EMAIL_VERIFICATION_URL": "https://showoff.life/v"})
+    assert result.returncode != 0
+    assert ("ACCOUNTS_EMAIL_VERIFICATION_URL='https://showoff.life/v' has no {token}"
+            in result.stderr)
+
+
 def test_check_deploy_is_clean_with_production_settings():
     result = _manage("check", "--deploy", "--fail-level", "WARNING",
-                     SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="api.showoff.life")
+                     SECRET_KEY=STRONG_KEY, ALLOWED_HOSTS="api.showoff.life", **LINKS)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 

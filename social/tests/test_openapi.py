@@ -1,4 +1,4 @@
-"""The social endpoints in the OpenAPI schema, and a property-based run over them
+"""The social, search and feed endpoints in the OpenAPI schema, and a property-based run over them
 (schemathesis) that finds no 5xx and no response outside the schema."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from social import services
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "12"))
 OUR_PATHS = ("/api/users/{user_id}/follow", "/api/users/{user_id}/followers",
              "/api/users/{user_id}/following", "/api/users/{user_id}/block",
-             "/api/me/blocks/", "/api/reports/")
+             "/api/me/blocks/", "/api/reports/", "/api/search/",
+             "/api/feed/")
 
 
 @pytest.mark.django_db
@@ -33,5 +34,5 @@ def test_property_based_run_finds_no_server_error_and_no_schema_violation(
     # when
     operations, failures = fuzz_api(OUR_PATHS, token, EXAMPLES)
     # then
-    assert operations == 8
+    assert operations == 13
     assert failures == [], "\n\n".join(failures)

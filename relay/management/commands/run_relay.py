@@ -32,8 +32,12 @@ class Command(BaseCommand):
                             help="Resume from the database's copy of the position when the "
                                  "Kafka checkpoint is missing.")
         parser.add_argument("--reanchor", action="store_true",
-                            help="Write a fresh checkpoint at the start of the outbox (after a "
-                                 "database restore), then run.")
+                            help="After a database restore or a move to another cluster: "
+                                 "deliver every row left in the outbox (restored ones "
+                                 "included), then go on with new ones.")
+        parser.add_argument("--change-layout", action="store_true",
+                            help="Hand the outbox over from the current shard layout to "
+                                 "--shards (stop every relay first), then exit.")
         parser.add_argument("--metrics-port", type=metrics.port_number, default=None,
                             help="Serve this process's Prometheus metrics on "
                                  "http://ADDR:PORT/metrics.")
@@ -49,6 +53,12 @@ class Command(BaseCommand):
         elif logging.getLogger("relay").getEffectiveLevel() > logging.INFO:
             logging.getLogger("relay").setLevel(logging.INFO)
         try:
+            if opts["change_layout"]:
+                from relay.layout import change_layout
+
+                for line in change_layout(opts["shards"], batch_size=opts["batch_size"]):
+                    self.stdout.write(line)
+                return
             relay = Relay(
                 shard=Shard(shards=opts["shards"], shard=opts["shard"]),
                 batch_size=opts["batch_size"],
