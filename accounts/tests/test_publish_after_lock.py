@@ -11,7 +11,9 @@ from django.utils import timezone
 
 from accounts import services
 from accounts.models import PhoneVerification
-from accounts.tests.fixtures import PASSWORD, make_user
+from accounts.tests.fixtures import PASSWORD, events, make_user
+from accounts.tests.test_recovery_api import _token
+from outbox.sealing import unseal
 from outbox.tests.lock_order import assert_publishes_after_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,6 +27,27 @@ def _verify(user):
         user=user, phone=PHONE, code_hash=services._code_hash(PHONE, "123456"),
         requested_ip="203.0.113.7", expires_at=timezone.now() + timedelta(minutes=5))
     return lambda: services.phone_code_verify(user=user, phone=PHONE, code="123456")
+
+
+def _emailed_token(user, purpose: str) -> str:
+    """Issue a link of `purpose` to the user and return its token (as the email carries it)."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        services._account_token_issue(user=user, purpose=purpose, ip=None, now=timezone.now())
+    [*_, event] = [e for e in events("email.requested") if e.payload["template"] == purpose]
+    return _token(unseal(event.payload["secret"]))
+
+
+def _reset(user):
+    token = _emailed_token(user, "password_reset")
+    return lambda: services.user_password_reset(token=token, new_password="brand-New-pass-42",
+                                                ip=None)
+
+
+def _verify_email(user):
+    token = _emailed_token(user, "email_verification")
+    return lambda: services.user_email_verify(token=token)
 
 
 CASES = {
@@ -43,6 +66,12 @@ CASES = {
     "user.account_changed:deactivated_by_operator": lambda u: lambda: (
         services.user_deactivate_by_operator(user=u)),
     "user.phone_verified": _verify,
+    "user.password_reset": _reset,
+    "user.email_verified": _verify_email,
+    # keyed by the address, which is the user's: its links serialise on the user row (only the
+    # latest link works, so they must arrive in order)
+    "email.requested:verification_link": lambda u: lambda: services.email_verification_request(
+        user=u, ip=None),
 }
 
 
