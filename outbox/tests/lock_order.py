@@ -11,13 +11,20 @@ FOR UPDATE / FOR NO KEY UPDATE / UPDATE a writer of the row takes) from a separa
 runs the service in a thread, and waits until the service's session is blocked by that lock, or
 has published, or has finished. It must be blocked, and not have published; once the lock is
 released it must publish. A service that publishes first, or never takes the lock, fails.
+
+The Kafka side (posts/ and coins/ `test_kafka_commit_order.py`): `relay_running` delivers while
+concurrent writers commit, `take_transaction_id` gives a writer's transaction its id before it
+locks (as a request that wrote something else first), and `txid_id_order` shows the order the
+relay used before ticks, which those tests prove wrong for the same run.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -89,3 +96,80 @@ def assert_publishes_after_lock(monkeypatch, *, module: ModuleType, event_type: 
     assert not was_published, f"{event_type} was published before its key's row was locked"
     assert blocked, f"the service never waited for its key's row lock ({event_type})"
     assert published.is_set(), f"{event_type} was not published once the lock was released"
+
+
+# --- through the relay to Kafka --------------------------------------------------------------
+
+@contextmanager
+def relay_running(*, batch_size: int = 50) -> Iterator[None]:
+    """An in-process relay delivering in its own thread while the block runs (so its ticks
+    interleave with the writers' commits), then everything committed by the block's end."""
+    from django.db import connections
+
+    from relay.engine import Relay
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        relay = Relay(use_lock=False, batch_size=batch_size)
+        try:
+            relay.start()
+            while not stop.is_set():
+                if not relay.step():
+                    time.sleep(0.005)
+            while relay.step():  # what committed before the block ended
+                pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+        finally:
+            relay.close()
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(180)
+    assert not thread.is_alive(), "the relay did not finish"
+    assert not errors, errors
+
+
+def take_transaction_id() -> int:
+    """What a request that wrote something before its main change (an idempotency key, a view
+    row, an audit row) has done: its transaction holds an id from now on, before it locks."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_current_xact_id()::text")
+        return int(cur.fetchone()[0])
+
+
+def txid_id_order(event_type: str, key: str) -> list[dict]:
+    """The key's payloads in `(txid, id)` order: how the relay before ticks delivered them."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT payload::text FROM outbox_event WHERE type = %s AND key = %s "
+                    "ORDER BY txid, id", [event_type, key])
+        return [json.loads(p) for (p,) in cur.fetchall()]
+
+
+def run_threads(calls: list[Callable[[], Any]]) -> None:
+    """Run each call in its own thread (own database connection); raise the first error."""
+    from django.db import connections
+
+    errors: list[BaseException] = []
+
+    def run(call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
