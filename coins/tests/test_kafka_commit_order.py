@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import uuid
 
 import pytest
-from django.db import transaction
 
 from coins.models import Entry, Wallet
-from outbox.tests.lock_order import relay_running, run_threads, take_transaction_id, txid_id_order
+from outbox.tests.lock_order import older_commits_last, relay_running, run_threads, txid_id_order
 from relay.kafka import topic_name
 from relay.testing import delete_topics, read_all
 from relay.tests.relay_helpers import create_relay_topics
@@ -59,21 +57,6 @@ def test_concurrent_transfers_from_one_wallet_reach_kafka_in_commit_order(relay_
     recipients = [make_user() for _ in range(4)]
     rng = random.Random(13)
     amounts = [rng.randint(1, 500) for _ in range(TRANSFERS)]
-    first_has_id, second_done = threading.Event(), threading.Event()
-
-    def older_commits_last():
-        # T1's request wrote something first (its transaction id is older), then waits; T2's
-        # transfer commits; then T1 transfers (its balance is the lower one)
-        with transaction.atomic():
-            take_transaction_id()
-            first_has_id.set()
-            assert second_done.wait(30)
-            send(sender, recipients[0], amounts[0])
-
-    def younger_commits_first():
-        assert first_has_id.wait(30)
-        send(sender, recipients[1], amounts[1])
-        second_done.set()
 
     def writer(share):
         for n in share:
@@ -82,7 +65,8 @@ def test_concurrent_transfers_from_one_wallet_reach_kafka_in_commit_order(relay_
     rest = list(range(2, TRANSFERS))
     # when: the transfers run concurrently through the API while the relay delivers
     with relay_running():
-        run_threads([older_commits_last, younger_commits_first])
+        older_commits_last(lambda: send(sender, recipients[0], amounts[0]),
+                           lambda: send(sender, recipients[1], amounts[1]))
         run_threads([lambda s=rest[i::WRITERS]: writer(s) for i in range(WRITERS)])
     # then: Kafka holds each transfer once, and the sender's balance falls at every one
     records = sorted((r for r in read_all([topic_name("transaction-events")])

@@ -173,3 +173,28 @@ def run_threads(calls: list[Callable[[], Any]]) -> None:
     for t in threads:
         t.join(120)
     assert not errors, errors
+
+
+def older_commits_last(older: Callable[[], Any], younger: Callable[[], Any]) -> None:
+    """The interleaving a `(txid, id)` order gets wrong: T1 takes its transaction id first and
+    waits; T2 (with its own, younger id) runs `younger` and commits; then T1 runs `older`
+    and commits last."""
+    from django.db import transaction
+
+    first_has_id, second_done = threading.Event(), threading.Event()
+
+    def t1() -> None:
+        with transaction.atomic():
+            take_transaction_id()
+            first_has_id.set()
+            assert second_done.wait(30)
+            older()
+
+    def t2() -> None:
+        assert first_has_id.wait(30)
+        with transaction.atomic():
+            take_transaction_id()
+            younger()
+        second_done.set()
+
+    run_threads([t1, t2])

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 
 import pytest
@@ -13,6 +12,7 @@ from django.db import transaction
 
 from accounts.tests.fixtures import make_user
 from outbox.tests.lock_order import (
+    older_commits_last,
     relay_running,
     run_threads,
     take_transaction_id,
@@ -51,20 +51,6 @@ def test_concurrent_likes_of_one_post_reach_kafka_with_counts_in_commit_order(re
     post = Post.objects.create(author=make_user(), text="a hot take")
     fans = [make_user() for _ in range(FANS)]
     rng = random.Random(13)
-    first_has_id, second_done = threading.Event(), threading.Event()
-
-    def older_commits_last():
-        # T1 takes its transaction id first, T2 likes and commits, then T1 likes (count 2)
-        with transaction.atomic():
-            take_transaction_id()
-            first_has_id.set()
-            assert second_done.wait(30)
-            services.post_like(post_id=post.pk, user=fans[0])
-
-    def younger_commits_first():
-        assert first_has_id.wait(30)
-        like_after_an_earlier_write(post, fans[1], delay=0)
-        second_done.set()
 
     def writer(group):
         for fan in group:
@@ -73,7 +59,8 @@ def test_concurrent_likes_of_one_post_reach_kafka_with_counts_in_commit_order(re
     rest = fans[2:]
     # when: the likes run concurrently while the relay delivers
     with relay_running():
-        run_threads([older_commits_last, younger_commits_first])
+        older_commits_last(lambda: services.post_like(post_id=post.pk, user=fans[0]),
+                           lambda: services.post_like(post_id=post.pk, user=fans[1]))
         run_threads([lambda g=rest[i::WRITERS]: writer(g) for i in range(WRITERS)])
     # then: Kafka holds each like once, with the counts 1..N in order (taken under the lock)
     records = sorted((r for r in read_all([topic_name("post-events")])
