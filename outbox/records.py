@@ -69,10 +69,17 @@ def _float_text_extra(f: float) -> int:
     `-0.0` → `0.0`); the difference from orjson's text of the same float, in bytes."""
     if not math.isfinite(f):
         raise NotJSONNumber(f"{f!r} is not a JSON number (NaN and infinity cannot be sent)")
-    text = format(Decimal(repr(f)), "f")
+    f = float(f)  # a float subclass (an enum member) as its value
+    text = repr(f)  # the shortest digits that round-trip, as orjson's
+    if "e" in text:
+        text = format(Decimal(text), "f")
     if f == 0:
         text = text.lstrip("-")
     return len(text) - len(orjson.dumps(f))
+
+
+# What JSON carries as one scalar whose text PostgreSQL prints as compact JSON does.
+_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def jsonb_text_extra(data: Any) -> int:
@@ -84,24 +91,28 @@ def jsonb_text_extra(data: Any) -> int:
     numbers, and everything else one value (strings, ints, and what the encoder turns into
     strings: UUIDs, datetimes, Decimals).
     """
-    extra = 0
-    stack = [data]
-    while stack:
-        value = stack.pop()
-        kind = type(value)
-        if kind is str or kind is int:
-            continue
-        if kind is dict or isinstance(value, dict):
-            if value:
-                extra += 2 * len(value) - 1
-                stack.extend(value.values())
-        elif kind is list or isinstance(value, list | tuple):
-            if value:
-                extra += len(value) - 1
-                stack.extend(value)
-        elif kind is float or isinstance(value, float):
-            extra += _float_text_extra(value)
-    return extra
+    kind = type(data)
+    if kind in _SCALARS:
+        return 0
+    if kind is dict or (kind is not list and isinstance(data, dict)):
+        if not data:
+            return 0
+        extra = 2 * len(data) - 1
+        for value in data.values():
+            if type(value) not in _SCALARS:
+                extra += jsonb_text_extra(value)
+        return extra
+    if kind is list or isinstance(data, list | tuple):
+        if not data:
+            return 0
+        extra = len(data) - 1
+        for value in data:
+            if type(value) not in _SCALARS:
+                extra += jsonb_text_extra(value)
+        return extra
+    if isinstance(data, float):
+        return _float_text_extra(data)
+    return 0
 
 
 def jsonb_text_length(compact: bytes, data: Any) -> int:
