@@ -16,7 +16,8 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -226,7 +227,7 @@ def publish(
     row = _Builder(timezone.now(), tracing.current_traceparent()).build(
         Event(event_type, data, key=key, event_id=event_id, subject=subject,
               extra_headers=headers or {}))
-    with connection.cursor() as cur:
+    with _raw_cursor(connection, _INSERT) as cur:
         cur.execute(_INSERT, row[:7])
     _log_published([row])
     return row.event_id
@@ -293,26 +294,35 @@ def _copy_line(row: _Row) -> str:
 
 
 def _copy(rows: list[_Row], using: str) -> None:
-    connection = connections[using]
-    started = time.monotonic()
-    with connection.cursor() as cur, connection.wrap_database_errors:
-        # The raw psycopg cursor: Django's has no COPY. The rows go in chunks, each written as
-        # COPY text here (psycopg's per-row write_row costs four times as much).
-        with cur.cursor.copy(_COPY) as copy:
-            chunk: list[str] = []
-            size = 0
-            for row in rows:
-                line = _copy_line(row)
-                chunk.append(line)
-                size += len(line)
-                if size >= _COPY_CHUNK:
-                    copy.write("".join(chunk))
-                    chunk, size = [], 0
-            if chunk:
+    # The rows go in chunks, each written as COPY text here (psycopg's per-row write_row costs
+    # four times as much).
+    with _raw_cursor(connections[using], f"{_COPY} -- {len(rows)} rows") as cur, \
+            cur.copy(_COPY) as copy:
+        chunk: list[str] = []
+        size = 0
+        for row in rows:
+            line = _copy_line(row)
+            chunk.append(line)
+            size += len(line)
+            if size >= _COPY_CHUNK:
                 copy.write("".join(chunk))
+                chunk, size = [], 0
+        if chunk:
+            copy.write("".join(chunk))
+
+
+@contextmanager
+def _raw_cursor(connection, logged_sql: str) -> Iterator[Any]:
+    """A psycopg cursor on the connection of the caller's transaction (open: publish requires
+    an atomic block). Django's own cursor wrapper costs more than the INSERT's own client work
+    and has no COPY; its error translation and query log are kept here."""
+    connection.validate_no_broken_transaction()  # as Django's cursor() does
+    started = time.monotonic()
+    with connection.wrap_database_errors, connection.connection.cursor() as cur:
+        yield cur
     if connection.queries_logged:
-        # Django's query log (DEBUG, assertNumQueries) does not see a raw COPY: record it.
-        connection.queries_log.append({"sql": f"{_COPY} -- {len(rows)} rows",
+        # Django's query log (DEBUG, assertNumQueries) sees these statements too.
+        connection.queries_log.append({"sql": logged_sql,
                                        "time": f"{time.monotonic() - started:.3f}"})
 
 

@@ -224,3 +224,24 @@ def test_bulk_rows_keep_tabs_newlines_and_backslashes_in_keys_and_data():
         publish_bulk([Event("pipeline.probe", data), Event("pipeline.probe", data, key="\\.")])
     rows = sorted(OutboxEvent.objects.values_list("key", "payload"), key=lambda r: r[0])
     assert rows == sorted([(key, data), ("\\.", data)], key=lambda r: r[0])
+
+
+def publish_in_own_transaction() -> uuid.UUID:
+    with transaction.atomic():
+        return publish("pipeline.probe", PROBE)
+
+
+@pytest.mark.django_db
+def test_publish_in_a_broken_transaction_says_so_as_django_does():
+    from django.db.transaction import TransactionManagementError
+
+    event_id = publish_in_own_transaction()
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):  # a failed save breaks the transaction
+            OutboxEvent.objects.create(event_id=event_id, type="t", topic="t", key="k",
+                                       shard_hash=0, headers={}, payload={})
+        with pytest.raises(TransactionManagementError, match="current transaction"):
+            publish("pipeline.probe", PROBE)
+        with pytest.raises(TransactionManagementError, match="current transaction"):
+            publish_bulk([Event("pipeline.probe", PROBE)])
+        transaction.set_rollback(True)
