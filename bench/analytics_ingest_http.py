@@ -160,6 +160,7 @@ def main() -> None:
     port = free_port()
     server = start_gunicorn(port)
     rng = random.Random(3)
+    load_at_start = os.getloadavg()[0]
     api_rates, direct_rates, ratios = [], [], []
     try:
         # Warm the worker up (imports, catalogue, connections) before measuring.
@@ -191,6 +192,9 @@ def main() -> None:
         truncate()
     print(json.dumps({
         "benchmark": "analytics_ingest_http",
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": os.getloadavg()[0],
         "gunicorn_workers": 1,
         "client_threads": args.clients,
         "batch_size": args.batch,

@@ -212,10 +212,13 @@ def main() -> None:
     setup_django(db="showoff_bench_writepath")
     result = {
         "benchmark": "publish_throughput",
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
         "bulk_probe_1kib": bench_bulk(probe_event, args.events, args.rounds),
         "bulk_notification_1kib": bench_bulk(notification_event, args.events, args.rounds),
         "single_publish_in_a_request": bench_single(args.single),
     }
+    result["load_average_at_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2))
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import time
@@ -96,6 +97,7 @@ def main() -> None:
     summary = {name: round(statistics.median(v), 2) for name, v in times.items() if v}
     print(json.dumps({
         "benchmark": "validators",
+        "load_average_at_end": os.getloadavg()[0],
         "event_types": len(per_type),
         "valid_samples_per_type": args.samples,
         "rounds": args.rounds,
