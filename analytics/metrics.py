@@ -108,7 +108,10 @@ class Effects:
 
 
 def _time(value: Any, fallback: datetime) -> datetime:
-    parsed = parse_datetime(value) if isinstance(value, str) else None
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+    except ValueError:  # well-formed but impossible (February 30): never fail the consumer
+        parsed = None
     return parsed if parsed is not None and parsed.tzinfo is not None else fallback
 
 

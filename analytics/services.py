@@ -1,4 +1,4 @@
-"""Analytics writes: client event ingestion, per-event aggregation (the consumer), the rollup
+"""Analytics writes: client event ingestion, batch aggregation (the consumer), the rollup
 and retention.
 
 Exactly once, end to end:
@@ -6,9 +6,9 @@ Exactly once, end to end:
   the same event. Ingestion records an `IngestReceipt` per id (`INSERT ... ON CONFLICT DO
   NOTHING RETURNING`, so concurrent retries race safely) and publishes only the new ones, in the
   same transaction;
-- the `analytics` consumer applies each event inside its record's transaction behind the inbox
-  (`relay_inbox`, unique per consumer and event id): a redelivered record is skipped, so every
-  increment below happens once;
+- the `analytics` consumer applies each batch of events inside the batch's transaction behind
+  the inbox (`relay_inbox`, unique per consumer and event id): a redelivered record is skipped,
+  so every increment below happens once;
 - the rollup only recomputes (delete and insert from the sources), never increments.
 """
 
@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -105,6 +106,30 @@ def _schema_errors(exc: catalogue.EventValidationError) -> dict[str, list[str]]:
     return errors
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_text(value: Any) -> bool:
+    """PostgreSQL text and jsonb cannot hold U+0000 or a lone surrogate: such an item would
+    fail its outbox INSERT (and every other item of the batch with it)."""
+    if isinstance(value, str):
+        return _UNSTORABLE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unstorable_text(k) or _unstorable_text(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable_text(v) for v in value)
+    return False
+
+
+def _integer_property(short: Any, name: str) -> bool:
+    """Whether the client type's schema declares `name` an integer (JSON Schema would take
+    1.0 as one; the API takes whole numbers as JSON integers only)."""
+    if short not in CLIENT_TYPES:
+        return False
+    kind = CLIENT_TYPES[short][0].get(name, {}).get("type")
+    return kind == "integer" or (isinstance(kind, list) and "integer" in kind)
+
+
 def _client_item(item: Any, *, index: int, user_id: int | None, envelope: dict[str, Any],
                  skew: timedelta, now: datetime) -> tuple[ItemResult, Event | None]:
     """Check one item; returns its result and, if it passes, its event (which the caller
@@ -123,15 +148,25 @@ def _client_item(item: Any, *, index: int, user_id: int | None, envelope: dict[s
         errors["type"] = [f"Unknown event type {item.get('type')!r}; one of: "
                           f"{', '.join(CLIENT_TYPES)}."]
     occurred = item.get("occurred_at")
-    parsed = parse_datetime(occurred) if isinstance(occurred, str) else None
+    try:
+        # Well-formed but impossible (February 30, an offset of 25 hours) raises ValueError.
+        parsed = parse_datetime(occurred) if isinstance(occurred, str) else None
+    except ValueError:
+        parsed = None
     if parsed is None:
         errors["occurred_at"] = ["An ISO 8601 date and time with a time zone is required, "
                                  "e.g. 2025-01-31T12:00:00.000Z."]
     elif parsed.tzinfo is None:
         errors["occurred_at"] = ["The time has no time zone; add Z or an offset."]
     else:
-        parsed = parsed + skew
-        if parsed > now + timedelta(seconds=settings.ANALYTICS_MAX_CLOCK_SKEW_SECONDS):
+        try:
+            parsed = (parsed + skew).astimezone(UTC)
+        except OverflowError:
+            parsed = None
+        if parsed is None:
+            errors["occurred_at"] = ["Out of range after clock correction: check the device "
+                                     "clock, sent_at and occurred_at."]
+        elif parsed > now + timedelta(seconds=settings.ANALYTICS_MAX_CLOCK_SKEW_SECONDS):
             errors["occurred_at"] = ["This time is in the future (after clock correction); "
                                      "check the device clock or send sent_at."]
         elif parsed < now - lateness_horizon():
@@ -151,6 +186,15 @@ def _client_item(item: Any, *, index: int, user_id: int | None, envelope: dict[s
     if clash:
         errors["properties"] = [f"{', '.join(clash)} cannot be set here (set by the batch or "
                                 "the server)."]
+    for name, value in (("id", client_id), ("session_id", session_id),
+                        *((f"properties.{k}", v) for k, v in props.items())):
+        if _unstorable_text(value) or (name.startswith("properties.")
+                                       and _unstorable_text(name)):
+            errors.setdefault(name, []).append(
+                "Text cannot contain the NUL character (U+0000) or unpaired surrogates.")
+        elif name.startswith("properties.") and isinstance(value, float) \
+                and _integer_property(short, name.removeprefix("properties.")):
+            errors.setdefault(name, []).append("A whole number is required (no decimal point).")
     if errors:
         return ItemResult(index, client_id, "rejected", errors=errors), None
     event_id = client_event_uuid(user_id=user_id, device_id=envelope["device_id"],
@@ -216,86 +260,129 @@ def client_events_ingest(*, user_id: int | None, device_id: str, platform: str,
 # --- aggregation (the `analytics` consumer) -------------------------------------------------
 
 
-def event_aggregate(*, event_type: str, data: dict[str, Any], event_id: uuid.UUID,
-                    event_time: datetime | None) -> metrics.Effects:
-    """Apply one event's increments. Runs inside the consumer's record transaction, behind the
-    inbox, so it runs once per event id; every statement is an upsert, so concurrent consumer
-    threads and late or out-of-order events need no coordination.
+class AggregatedEvent(NamedTuple):
+    """What aggregation needs of one consumed event."""
 
-    Lock order, the same for every event (no deadlocks between consumer processes): membership
-    rows, hourly counters (sorted), post viewer, post totals, performance sample.
-    """
-    now = timezone.now()
-    fx = metrics.effects_of(event_type, data, event_time=event_time or now)
-    hour = utc_hour(fx.time)
-    rows: dict[tuple[datetime, str, str], int] = {
-        (hour, metric, dim): n for (metric, dim), n in fx.counters.items()
-    }
-    within_horizon = fx.time >= now - lateness_horizon()
-    with connection.cursor() as cur:
-        if fx.active_user and within_horizon:
-            cur.execute("INSERT INTO analytics_activeuserhour (hour, user_id) VALUES (%s, %s) "
-                        "ON CONFLICT DO NOTHING RETURNING id", [hour, fx.active_user])
-            if cur.fetchone() is not None:
-                rows[(hour, "active_users", "")] = 1
-                # Only for a new hour row: an existing one was written together with its day
-                # row, and day rows outlive hour rows (see analytics_prune).
-                cur.execute("INSERT INTO analytics_activeuserday (day, user_id) "
-                            "VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                            [utc_day(fx.time), fx.active_user])
-        elif fx.active_user:
-            # Its hour's membership rows may be pruned already: counting the user again could
-            # count them twice. Counted as late instead, in the hour it was processed.
-            key = (utc_hour(now), "late_beyond_horizon", "")
-            rows[key] = rows.get(key, 0) + 1
-            log.warning("analytics: %s %s is older than the lateness horizon; not counted in "
-                        "active users", event_type, event_id)
-        if rows:
-            ordered = sorted(rows.items())
-            cur.execute(
-                "INSERT INTO analytics_hourlymetric (hour, metric, dimension, value, updated_at) "
-                "VALUES " + ", ".join(["(%s, %s, %s, %s, now())"] * len(ordered))
-                + " ON CONFLICT (hour, metric, dimension) DO UPDATE SET "
-                "value = analytics_hourlymetric.value + EXCLUDED.value, updated_at = now()",
-                [v for (h, m, d), n in ordered for v in (h, m, d, n)],
-            )
-        if fx.post_id is not None:
-            increments = dict(fx.post)
-            if fx.viewer_key is not None:
-                cur.execute("INSERT INTO analytics_postviewer (post_id, viewer_key) "
-                            "VALUES (%s, %s) ON CONFLICT DO NOTHING RETURNING id",
-                            [fx.post_id, fx.viewer_key])
-                if cur.fetchone() is not None:
-                    increments["unique_viewers"] = 1
-            if increments:
-                _post_stats_add(cur, fx.post_id, increments)
-        if fx.perf is not None and fx.time >= now - timedelta(
-                days=settings.ANALYTICS_PERF_RETENTION_DAYS):
-            metric, platform, version, value = fx.perf
-            cur.execute(
-                "INSERT INTO analytics_perfsample (event_id, metric, platform, app_version, "
-                "occurred_at, value_ms) VALUES (%s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (event_id) DO NOTHING",
-                [event_id, metric, platform, version, fx.time, value],
-            )
-    return fx
+    type: str
+    data: dict[str, Any]
+    event_id: uuid.UUID
+    time: datetime | None  # the CloudEvents time (when it was written)
 
 
 _POST_COLUMNS = ("views", "impressions", "unique_viewers", "likes", "unlikes", "comments",
                  "tips", "tip_coins", "watch_time_ms", "watches")
 
 
-def _post_stats_add(cur, post_id: int, increments: dict[str, int]) -> None:
-    columns = [c for c in _POST_COLUMNS if c in increments]
-    values = [increments[c] for c in columns]
-    zeros = [c for c in _POST_COLUMNS if c not in increments]
-    sets = ", ".join(f"{c} = analytics_poststats.{c} + EXCLUDED.{c}" for c in columns)
+def events_aggregate(*, events: list[AggregatedEvent]) -> None:
+    """Apply a batch of events' increments: summed in memory, then one statement per table
+    for the whole batch. Runs inside the consumer's batch transaction, behind the inbox, so
+    it runs once per event id; every statement is an upsert or an insert-if-absent, so
+    concurrent consumers and late or out-of-order events need no coordination, and any split
+    of a batch gives the same totals as the whole.
+
+    Lock order, the same for every batch (no deadlocks between consumer processes), rows
+    sorted within each table: active-user hours, active-user days, post viewers, hourly
+    counters, post totals, performance samples.
+    """
+    now = timezone.now()
+    horizon_start = now - lateness_horizon()
+    perf_start = now - timedelta(days=settings.ANALYTICS_PERF_RETENTION_DAYS)
+    counters: dict[tuple[datetime, str, str], int] = {}
+    active: set[tuple[datetime, int]] = set()
+    viewers: set[tuple[int, str]] = set()
+    posts: dict[int, dict[str, int]] = {}
+    perf: list[tuple[uuid.UUID, str, str, str, datetime, int]] = []
+    late = 0
+
+    def count(key: tuple[datetime, str, str], n: int) -> None:
+        counters[key] = counters.get(key, 0) + n
+
+    for ev in events:
+        fx = metrics.effects_of(ev.type, ev.data, event_time=ev.time or now)
+        hour = utc_hour(fx.time)
+        for (metric, dim), n in fx.counters.items():
+            count((hour, metric, dim), int(n))
+        if fx.active_user and fx.time >= horizon_start:
+            active.add((hour, int(fx.active_user)))
+        elif fx.active_user:
+            # Its hour's membership rows may be pruned already: counting the user again could
+            # count them twice. Counted as late instead, in the hour it was processed.
+            count((utc_hour(now), "late_beyond_horizon", ""), 1)
+            late += 1
+        if fx.post_id is not None:
+            sums = posts.setdefault(int(fx.post_id), {})
+            for column, n in fx.post.items():
+                sums[column] = sums.get(column, 0) + int(n)
+            if fx.viewer_key is not None:
+                viewers.add((int(fx.post_id), fx.viewer_key))
+        if fx.perf is not None and fx.time >= perf_start:
+            metric, platform, version, value = fx.perf
+            perf.append((ev.event_id, metric, platform, version, fx.time, int(value)))
+    if late:
+        log.warning("analytics: %d event(s) older than the lateness horizon; not counted in "
+                    "active users", late)
+    with connection.cursor() as cur:
+        if active:
+            new = sorted((utc_day(h), u, h) for h, u in _insert_absent(
+                cur, "analytics_activeuserhour", {"hour": "timestamptz", "user_id": "bigint"},
+                sorted(active), returning="hour, user_id"))
+            for _day, _user, h in new:
+                count((utc_hour(h), "active_users", ""), 1)
+            # Only for a new hour row: an existing one was written together with its day
+            # row, and day rows outlive hour rows (see analytics_prune).
+            _insert_absent(cur, "analytics_activeuserday", {"day": "date", "user_id": "bigint"},
+                           sorted({(d, u) for d, u, _h in new}))
+        if viewers:
+            for (post_id,) in _insert_absent(
+                    cur, "analytics_postviewer", {"post_id": "bigint", "viewer_key": "text"},
+                    sorted(viewers), returning="post_id"):
+                sums = posts[post_id]
+                sums["unique_viewers"] = sums.get("unique_viewers", 0) + 1
+        if counters:
+            rows = sorted(counters.items())
+            cur.execute(
+                "INSERT INTO analytics_hourlymetric (hour, metric, dimension, value, updated_at) "
+                "SELECT h, m, d, v, now() "
+                "FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::bigint[]) "
+                "AS x(h, m, d, v) ORDER BY h, m, d "
+                "ON CONFLICT (hour, metric, dimension) DO UPDATE SET "
+                "value = analytics_hourlymetric.value + EXCLUDED.value, updated_at = now()",
+                [[h for (h, _m, _d), _n in rows], [m for (_h, m, _d), _n in rows],
+                 [d for (_h, _m, d), _n in rows], [n for _k, n in rows]])
+        if posts:
+            ordered = sorted(posts.items())
+            columns = ", ".join(_POST_COLUMNS)
+            arrays = ", ".join(["%s::bigint[]"] * (len(_POST_COLUMNS) + 1))
+            sets = ", ".join(f"{c} = analytics_poststats.{c} + EXCLUDED.{c}"
+                             for c in _POST_COLUMNS)
+            cur.execute(
+                f"INSERT INTO analytics_poststats (post_id, {columns}, updated_at) "  # noqa: S608 - column names from _POST_COLUMNS
+                f"SELECT *, now() FROM unnest({arrays}) AS x(post_id, {columns}) "
+                f"ORDER BY post_id ON CONFLICT (post_id) DO UPDATE SET {sets}, "
+                "updated_at = now()",
+                [[p for p, _s in ordered],
+                 *[[sums.get(c, 0) for _p, sums in ordered] for c in _POST_COLUMNS]])
+        if perf:
+            _insert_absent(cur, "analytics_perfsample", {
+                "event_id": "uuid", "metric": "text", "platform": "text", "app_version": "text",
+                "occurred_at": "timestamptz", "value_ms": "integer"}, perf)
+
+
+def _insert_absent(cur, table: str, columns: dict[str, str], rows: list[tuple],
+                   returning: str = "") -> list[tuple]:
+    """One `INSERT ... ON CONFLICT DO NOTHING` of `rows` (in their order: callers sort them,
+    so concurrent consumers lock rows in one order); returns the `returning` columns of the
+    rows actually inserted."""
+    if not rows:
+        return []
+    names = ", ".join(columns)
+    arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
     cur.execute(
-        f"INSERT INTO analytics_poststats (post_id, {', '.join(columns + zeros)}, updated_at) "  # noqa: S608 - column names from _POST_COLUMNS
-        f"VALUES (%s, {', '.join(['%s'] * len(columns) + ['0'] * len(zeros))}, now()) "
-        f"ON CONFLICT (post_id) DO UPDATE SET {sets}, updated_at = now()",
-        [post_id, *values],
-    )
+        f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "  # noqa: S608 - fixed names
+        f"AS x({names}, n) ORDER BY n ON CONFLICT DO NOTHING"
+        + (f" RETURNING {returning}" if returning else ""),
+        [list(col) for col in zip(*rows, strict=True)])
+    return cur.fetchall() if returning else []
 
 
 # --- rollup and retention (Celery beat) ------------------------------------------------------

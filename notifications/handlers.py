@@ -23,12 +23,16 @@ from . import services, triggers  # noqa: F401 - importing triggers registers th
 ROUTE, EMAIL, SMS = "notifications-route", "notifications-email", "notifications-sms"
 
 
-@handler(ROUTE, "notification.requested")
-def route_notification(event: ConsumedEvent) -> None:
+@handler(ROUTE, "notification.requested", batch=True)
+def route_notifications(events: list[ConsumedEvent]) -> None:
+    """The batch's requests routed together (a fixed number of statements per batch). A
+    request that can never be routed fails the batch with `PermanentError`; the runtime then
+    re-runs smaller batches until that request is alone, and dead-letters it."""
     try:
-        services.notification_route(request_id=event.id, data=event.data)
+        services.notifications_route(requests=[
+            services.RouteRequest(e.id, e.data, e.trace_headers()) for e in events])
     except (services.RecipientMissing, services.RequestInvalid) as exc:
-        raise PermanentError(f"notification.requested {event.id}: {exc}")
+        raise PermanentError(f"notification.requested: {exc}") from None
 
 
 @handler(EMAIL, "email.requested")

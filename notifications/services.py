@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as dtime
 from functools import partial
@@ -36,7 +37,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 
 from outbox.models import OutboxEvent
-from outbox.services import Event, publish, publish_bulk
+from outbox.services import Event, publish_bulk
 
 from . import kinds, rendering, selectors
 from .backends import InvalidRecipient, PushMessage, Rejected, SmsMessage, get_backend
@@ -77,39 +78,91 @@ def recipient_name(user) -> str:
 # --- requesting -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NotificationRequest:
+    """One notification to request (`notifications_request`)."""
+
+    recipient_id: int
+    kind: str
+    actor_id: int | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    body: str | None = None
+    channels: list[str] | None = None
+    source_event_id: UUID | None = None
+    bulk_id: int | None = None
+    event_id: UUID | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers (a traceparent)
+
+
 def notification_request(*, recipient_id: int, kind: str, actor_id: int | None = None,
                          context: dict[str, Any] | None = None, title: str | None = None,
                          body: str | None = None, channels: list[str] | None = None,
                          source_event_id: UUID | None = None, bulk_id: int | None = None,
                          event_id: UUID | None = None) -> UUID:
     """Publish `notification.requested` (inside the caller's transaction); returns its id."""
-    if kinds.get(kind) is None:
-        raise ValueError(f"unknown notification kind {kind!r}")
-    if event_id is not None and OutboxEvent.objects.filter(event_id=event_id).exists():
-        return event_id  # requested before (a replay): the same request, not a second one
-    return publish("notification.requested", {
-        "recipient_id": recipient_id,
-        "kind": kind,
-        "actor_id": actor_id,
-        "context": context or {},
-        "title": title,
-        "body": body,
-        "channels": channels,
-        "source_event_id": str(source_event_id) if source_event_id else None,
-        "bulk_id": bulk_id,
-        "requested_at": _iso(timezone.now()),
-    }, event_id=event_id)
+    [request_id] = notifications_request(requests=[NotificationRequest(
+        recipient_id=recipient_id, kind=kind, actor_id=actor_id, context=context or {},
+        title=title, body=body, channels=channels, source_event_id=source_event_id,
+        bulk_id=bulk_id, event_id=event_id)])
+    return request_id
+
+
+def notifications_request(*, requests: list[NotificationRequest]) -> list[UUID]:
+    """Publish one `notification.requested` per request, with one INSERT (inside the caller's
+    transaction); returns their ids. A request whose `event_id` was requested before (a
+    replay, or a once-only notification asked again) is not published a second time."""
+    for r in requests:
+        if kinds.get(r.kind) is None:
+            raise ValueError(f"unknown notification kind {r.kind!r}")
+    given = [r.event_id for r in requests if r.event_id is not None]
+    done = set(OutboxEvent.objects.filter(event_id__in=given).values_list("event_id", flat=True)
+               ) if given else set()
+    requested_at = _iso(timezone.now())
+    ids, new = [], []
+    for r in requests:
+        event_id = r.event_id or uuid.uuid4()
+        ids.append(event_id)
+        if event_id in done:
+            continue  # requested before: the same request, not a second one
+        done.add(event_id)
+        new.append(Event("notification.requested", {
+            "recipient_id": r.recipient_id,
+            "kind": r.kind,
+            "actor_id": r.actor_id,
+            "context": r.context,
+            "title": r.title,
+            "body": r.body,
+            "channels": r.channels,
+            "source_event_id": str(r.source_event_id) if r.source_event_id else None,
+            "bulk_id": r.bulk_id,
+            "requested_at": requested_at,
+        }, event_id=event_id, extra_headers=r.headers))
+    if new:
+        publish_bulk(new)
+    return ids
 
 
 # --- routing (consume notification-events) ----------------------------------------------------
 
 
-def _enqueue(delivery_ids: list[UUID], countdown: float | None = None) -> None:
-    from .tasks import send_delivery
+# Deliveries per Celery message when many are queued at once (a routed batch, the sweep):
+# one broker round trip per message is what queuing costs the consumer, and a chunk this size
+# still spreads a batch over the workers.
+SEND_CHUNK = 25
 
-    for delivery_id in delivery_ids:
-        send_delivery.apply_async(args=[str(delivery_id)], countdown=countdown,
+
+def _enqueue(delivery_ids: list[UUID], countdown: float | None = None) -> None:
+    from .tasks import send_deliveries, send_delivery
+
+    if len(delivery_ids) == 1:
+        send_delivery.apply_async(args=[str(delivery_ids[0])], countdown=countdown,
                                   queue=settings.NOTIFICATIONS_CELERY_QUEUE)
+        return
+    for start in range(0, len(delivery_ids), SEND_CHUNK):
+        send_deliveries.apply_async(
+            args=[[str(d) for d in delivery_ids[start:start + SEND_CHUNK]]],
+            countdown=countdown, queue=settings.NOTIFICATIONS_CELERY_QUEUE)
 
 
 def _enqueue_after_commit(delivery_ids: list[UUID], countdown: float | None = None) -> None:
@@ -119,67 +172,129 @@ def _enqueue_after_commit(delivery_ids: list[UUID], countdown: float | None = No
         transaction.on_commit(partial(_enqueue, list(delivery_ids), countdown), robust=True)
 
 
+@dataclass(frozen=True)
+class RouteRequest:
+    """One consumed `notification.requested` (`notifications_route`)."""
+
+    request_id: UUID
+    data: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)  # for its follow-up events
+
+
 def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notification | None:
-    """Record one requested notification and route it to its channels, all in the caller's
-    transaction: the in-app notification, one push delivery per device, `email.requested`
+    """`notifications_route` of one request."""
+    [notification] = notifications_route(requests=[RouteRequest(request_id, data)])
+    return notification
+
+
+def notifications_route(*, requests: list[RouteRequest]) -> list[Notification | None]:
+    """Record requested notifications and route them to their channels, all in the caller's
+    transaction: the in-app notifications, one push delivery per device, `email.requested`
     and `sms.requested` events. Channels are the kind's, narrowed by the request and by the
     recipient's preferences; push respects quiet hours (deferred to their end).
 
-    Returns None when nothing is to be sent (every channel off, the recipient gone, a
-    request already routed)."""
-    kind = kinds.get(data["kind"])
-    if kind is None:
-        raise RequestInvalid(f"unknown notification kind {data['kind']!r}")
-    actor_id = data.get("actor_id")
-    facts = selectors.routing_facts(recipient_id=data["recipient_id"], actor_id=actor_id)
-    if facts is None:
-        raise RecipientMissing(f"no user {data['recipient_id']}")
-    recipient, prefs = facts.recipient, facts.prefs
-    if not recipient.is_active or recipient.deleted_at is not None:
-        log.info("notification %s not sent: user %s is inactive", request_id, recipient.pk)
-        return None
-    wanted = data.get("channels") or kind.channels
-    channels = [c for c in prefs.channels(kind) if c in wanted]
-    if not channels:
-        return None
-    language = prefs.language_code
+    A batch costs a fixed number of statements whatever its size (the consumer's hot path):
+    one read of every recipient's facts and one of the actors' names, one INSERT of the
+    notifications, one of the push deliveries, one `publish_bulk` of the email and SMS
+    requests. Raises `RequestInvalid` or `RecipientMissing` naming the request at fault
+    (the consumer then finds it by re-running smaller batches, and dead-letters it alone).
+
+    Returns, per request, its notification, or None when nothing is to be sent (every channel
+    off, the recipient inactive, a request already routed)."""
+    for r in requests:
+        if kinds.get(r.data["kind"]) is None:
+            raise RequestInvalid(f"request {r.request_id}: unknown notification kind "
+                                 f"{r.data['kind']!r}")
+    facts, actor_names = selectors.routing_facts_many(
+        recipient_ids=[r.data["recipient_id"] for r in requests],
+        actor_ids=[r.data.get("actor_id") for r in requests])
+    now = timezone.now()
+    planned: list[tuple[RouteRequest, selectors.RoutingFacts, list[str], Notification]] = []
+    for r in requests:
+        data = r.data
+        kind = kinds.get(data["kind"])
+        found = facts.get(data["recipient_id"])
+        if found is None:
+            raise RecipientMissing(f"request {r.request_id}: no user {data['recipient_id']}")
+        recipient, prefs = found.recipient, found.prefs
+        if not recipient.is_active or recipient.deleted_at is not None:
+            log.info("notification %s not sent: user %s is inactive", r.request_id,
+                     recipient.pk)
+            continue
+        wanted = data.get("channels") or kind.channels
+        channels = [c for c in prefs.channels(kind) if c in wanted]
+        if not channels:
+            continue
+        actor_id = data.get("actor_id")
+        title, body = _render(r, kind, recipient, prefs.language_code,
+                              actor_names.get(actor_id) if actor_id else None)
+        planned.append((r, found, channels, Notification(
+            request_id=r.request_id, recipient=recipient, kind=kind.name,
+            # The actor must still exist (its row is a foreign key) and is never oneself.
+            actor_id=actor_id if actor_id in actor_names and actor_id != recipient.pk
+            else None,
+            title=title, body=body, data=data.get("context") or {},
+            in_app=Channel.IN_APP in channels, bulk_id=data.get("bulk_id"), created_at=now)))
+    inserted = _notifications_insert([n for _r, _f, _c, n in planned])
+    pushes: list[Delivery] = []
+    follow_ups: list[Event] = []
+    routed: dict[UUID, Notification] = {}
+    for r, found, channels, notification in planned:
+        if notification.request_id not in inserted:
+            continue  # routed before (a replay past the inbox)
+        notification.pk = inserted[notification.request_id]
+        routed[r.request_id] = notification
+        if Channel.PUSH in channels and found.devices:
+            pushes += _push_deliveries(notification, found.devices, found.prefs, now)
+        follow_ups += _channel_requests(r, notification, channels, found, now)
+    if pushes:
+        Delivery.objects.bulk_create(pushes)
+        _enqueue_after_commit([d.pk for d in pushes if not d.deferred_reason])
+    if follow_ups:
+        publish_bulk(follow_ups)
+    return [routed.get(r.request_id) for r in requests]
+
+
+def _render(r: RouteRequest, kind: kinds.Kind, recipient, language: str,
+            actor_name: str | None) -> tuple[str, str]:
+    """(title, body): the request's own, or its kind's templates in the recipient's
+    language."""
+    data = r.data
+    if data.get("title"):
+        return data["title"], data.get("body") or ""
     context = dict(data.get("context") or {})
     context["recipient_name"] = recipient_name(recipient)
-    if data.get("title"):
-        title, body = data["title"], data.get("body") or ""
-    else:
-        with translation.override(language):
-            context["actor_name"] = facts.actor_name or gettext("Someone")
-        context.setdefault("title", "")
-        context.setdefault("body", "")
-        try:
-            title, body = rendering.render_kind(kind.name, context, language=language)
-        except rendering.TemplateMissing as exc:
-            raise RequestInvalid(str(exc)) from None
-    notification = _notification_insert(
-        request_id=request_id, recipient=recipient, kind=kind.name,
-        actor_id=actor_id if actor_id and actor_id != recipient.pk else None,
-        title=title, body=body, data=data.get("context") or {},
-        in_app=Channel.IN_APP in channels, bulk_id=data.get("bulk_id"))
-    if notification is None:
-        return None  # routed before (a replay past the inbox)
-    now = timezone.now()
-    if Channel.PUSH in channels and facts.devices:
-        _route_push(notification, facts.devices, prefs, now)
+    with translation.override(language):
+        context["actor_name"] = actor_name or gettext("Someone")
+    context.setdefault("title", "")
+    context.setdefault("body", "")
+    try:
+        return rendering.render_kind(kind.name, context, language=language)
+    except rendering.TemplateMissing as exc:
+        raise RequestInvalid(f"request {r.request_id}: {exc}") from None
+
+
+def _channel_requests(r: RouteRequest, notification: Notification, channels: list[str],
+                      found: selectors.RoutingFacts, now: datetime) -> list[Event]:
+    """The `email.requested` / `sms.requested` events of one routed notification."""
+    recipient, language = found.recipient, found.prefs.language_code
+    kind = kinds.get(notification.kind)
+    title, body = notification.title, notification.body
+    out = []
     if Channel.EMAIL in channels and recipient.email:
-        publish("email.requested", {
+        out.append(Event("email.requested", {
             "to": recipient.email,
             "user_id": recipient.pk,
             "template": kind.email_template,
             "kind": kind.name,
             "context": {"title": title, "body": body,
-                        "recipient_name": context["recipient_name"]},
+                        "recipient_name": recipient_name(recipient)},
             "language": language,
             "notification_id": notification.pk,
             "requested_at": _iso(now),
-        }, event_id=uuid.uuid5(_NAMESPACE, f"{request_id}:email"))
+        }, event_id=uuid.uuid5(_NAMESPACE, f"{r.request_id}:email"), extra_headers=r.headers))
     if Channel.SMS in channels and recipient.phone and recipient.phone_verified_at:
-        publish("sms.requested", {
+        out.append(Event("sms.requested", {
             "phone": recipient.phone,
             "kind": kind.sms_kind,
             "user_id": recipient.pk,
@@ -191,47 +306,48 @@ def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notificatio
             "notification_id": notification.pk,
             "language": language,
             "requested_at": _iso(now),
-        }, event_id=uuid.uuid5(_NAMESPACE, f"{request_id}:sms"))
-    return notification
+        }, event_id=uuid.uuid5(_NAMESPACE, f"{r.request_id}:sms"), extra_headers=r.headers))
+    return out
 
 
-_NOTIFICATION_INSERT = """
+_NOTIFICATIONS_INSERT = """
     INSERT INTO {table} (request_id, recipient_id, kind, actor_id, title, body, data, in_app,
                          bulk_id, created_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s)
+    SELECT r, rc, k, a, t, b, d, i, bk, %s
+      FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[],
+                  %s::jsonb[], %s::boolean[], %s::bigint[]) WITH ORDINALITY
+           AS x(r, rc, k, a, t, b, d, i, bk, n)
+     ORDER BY n
     ON CONFLICT (request_id) DO NOTHING
-    RETURNING id
+    RETURNING request_id, id
 """
 
 
-def _notification_insert(*, request_id: UUID, recipient, kind: str, actor_id: int | None,
-                         title: str, body: str, data: dict, in_app: bool,
-                         bulk_id: int | None) -> Notification | None:
-    """Insert the notification unless its request was routed before (one statement: routing
-    is the consumer's hot path). Returns it, or None for a repeat."""
+def _notifications_insert(rows: list[Notification]) -> dict[UUID, int]:
+    """Insert the notifications whose request was not routed before, in one statement;
+    returns request id -> new notification id for those inserted."""
     from django.db import connection
 
-    now = timezone.now()
+    if not rows:
+        return {}
     with connection.cursor() as cur:
-        cur.execute(_NOTIFICATION_INSERT.format(table=Notification._meta.db_table), [
-            request_id, recipient.pk, kind, actor_id, title, body,
-            json.dumps(data, cls=DjangoJSONEncoder), in_app, bulk_id, now])
-        row = cur.fetchone()
-    if row is None:
-        return None
-    return Notification(pk=row[0], request_id=request_id, recipient=recipient, kind=kind,
-                        actor_id=actor_id, title=title, body=body, data=data, in_app=in_app,
-                        bulk_id=bulk_id, created_at=now)
+        cur.execute(_NOTIFICATIONS_INSERT.format(table=Notification._meta.db_table), [
+            rows[0].created_at, [n.request_id for n in rows], [n.recipient_id for n in rows],
+            [n.kind for n in rows], [n.actor_id for n in rows], [n.title for n in rows],
+            [n.body for n in rows],
+            [json.dumps(n.data, cls=DjangoJSONEncoder) for n in rows],
+            [n.in_app for n in rows], [n.bulk_id for n in rows]])
+        return dict(cur.fetchall())
 
 
-def _route_push(notification: Notification, devices: list[tuple[int, str, str]],
-                prefs: selectors.Preferences, now: datetime) -> None:
+def _push_deliveries(notification: Notification, devices: list[tuple[int, str, str]],
+                     prefs: selectors.Preferences, now: datetime) -> list[Delivery]:
     quiet_end = prefs.quiet_until(now)
     data = {"notification_id": str(notification.pk), "kind": notification.kind}
     for key, value in notification.data.items():
         if key.endswith("_id") and value is not None:
             data[key] = str(value)
-    rows = [
+    return [
         Delivery(
             channel=Channel.PUSH, notification=notification,
             recipient_id=notification.recipient_id, device_id=device_id, address=token,
@@ -242,9 +358,6 @@ def _route_push(notification: Notification, devices: list[tuple[int, str, str]],
         )
         for device_id, token, platform in devices
     ]
-    Delivery.objects.bulk_create(rows)
-    if quiet_end is None:
-        _enqueue_after_commit([r.pk for r in rows])
 
 
 # --- email and SMS requests (consume email-events / sms-events) -----------------------------

@@ -14,6 +14,17 @@ def send_delivery(delivery_id: str) -> str:
     return services.delivery_send(delivery_id=UUID(delivery_id))
 
 
+@shared_task(name="notifications.send_deliveries", ignore_result=True)
+def send_deliveries(delivery_ids: list[str]) -> dict[str, int]:
+    """Several deliveries queued together (a routed batch): one attempt each, in turn; one
+    failing send never stops the others (each records its own outcome and retry)."""
+    outcomes: dict[str, int] = {}
+    for delivery_id in delivery_ids:
+        outcome = services.delivery_send(delivery_id=UUID(delivery_id))
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
 @shared_task(name="notifications.dispatch_due", ignore_result=True)
 def dispatch_due() -> dict[str, int]:
     return {"deliveries": services.deliveries_dispatch_due(),

@@ -130,13 +130,15 @@ def obj(properties: dict[str, Any], required: list[str] | None = None, *,
     }
 
 
-# Reusable property schemas.
-ID = {"type": "integer", "minimum": 1}
+# Reusable property schemas. Ids are PostgreSQL bigints: an id above 2^63 - 1 would pass
+# `publish` and then fail every consumer that stores it ("bigint out of range").
+BIGINT_MAX = 2**63 - 1
+ID = {"type": "integer", "minimum": 1, "maximum": BIGINT_MAX}
 UUID_STR = {"type": "string", "format": "uuid", "pattern": "^[0-9a-fA-F-]{36}$"}
 TIME = {"type": "string", "format": "date-time", "minLength": 1}
 NAME = {"type": "string", "maxLength": 255}
 TEXT = {"type": "string"}
-NULLABLE_ID = {"type": ["integer", "null"], "minimum": 1}
+NULLABLE_ID = {"type": ["integer", "null"], "minimum": 1, "maximum": BIGINT_MAX}
 
 
 # Keywords whose meaning is the same in draft 7 (what fastjsonschema compiles) and in draft

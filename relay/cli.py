@@ -61,6 +61,26 @@ class OneLineParser(CommandParser):
         raise CommandError(f"Error: {message}")
 
 
+def number_argument(kind: type = int, *, minimum: float = 1, above: bool = False
+                    ) -> Callable[[str], Any]:
+    """An argparse `type` for a number: `kind(value)` at least `minimum` (strictly above it
+    with `above`), else a one-line error naming the value."""
+    import argparse
+
+    def parse(value: str):
+        try:
+            n = kind(value)
+        except ValueError:
+            what = "a whole number" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+        if n < minimum or (above and n == minimum):
+            raise argparse.ArgumentTypeError(
+                f"{value} is not {'above' if above else 'at least'} {minimum:g}")
+        return n
+
+    return parse
+
+
 class OperatorCommand(BaseCommand):
     """Base of `kafka` and `dlq`: one-line argument errors; Kafka failures as CommandError."""
 

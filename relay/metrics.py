@@ -29,8 +29,11 @@ Consumer metrics (DESIGN.md §4), labelled by consumer name and logical topic:
 - `showoff_consumer_retries_total`: failed handler attempts that were scheduled for a retry.
 - `showoff_consumer_dead_lettered_total{reason}`: records sent to `<topic>.dlq`
   (`undecodable`, `invalid`, `permanent`, `retries_exhausted`).
-- `showoff_consumer_handler_seconds`: time of the record's whole DB transaction (inbox row,
-  handlers, follow-up events, commit), histogram.
+- `showoff_consumer_batch_seconds`: time of one batch's DB transaction (inbox rows, handlers,
+  follow-up events, commit), histogram, labelled by consumer only (a batch spans topics);
+  `showoff_consumer_batch_records`: records in that transaction, histogram.
+- `showoff_consumer_batch_splits_total`: batches rolled back because a handler raised and re-run
+  in halves to isolate the failing record (a steady rate means a steady stream of bad records).
 - `showoff_consumer_lag{partition}`: high watermark minus the consumer's position, per assigned
   partition (offsets; a transaction's commit marker takes one offset). The consumer name is the
   group's last part (`{KAFKA_CONSUMER_GROUP}.<name>`).
@@ -259,10 +262,18 @@ consumer_retries = Counter(
 consumer_dead_lettered = Counter(
     "showoff_consumer_dead_lettered_total",
     "Records sent to the topic's dead-letter topic.", ["consumer", "topic", "reason"])
-consumer_handler_seconds = Histogram(
-    "showoff_consumer_handler_seconds",
-    "Seconds per record transaction: inbox row, handlers, follow-up events, commit.",
-    ["consumer", "topic"], buckets=_LATENCY_BUCKETS)
+consumer_batch_seconds = Histogram(
+    "showoff_consumer_batch_seconds",
+    "Seconds per batch transaction: inbox rows, handlers, follow-up events, commit.",
+    ["consumer"], buckets=_LATENCY_BUCKETS)
+consumer_batch_records = Histogram(
+    "showoff_consumer_batch_records",
+    "Records per batch transaction.",
+    ["consumer"], buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000))
+consumer_batch_splits = Counter(
+    "showoff_consumer_batch_splits_total",
+    "Batches rolled back on a handler error and re-run in halves to isolate the record.",
+    ["consumer"])
 consumer_lag = Gauge(
     "showoff_consumer_lag",
     "High watermark minus the consumer's position, per assigned partition.",

@@ -28,6 +28,18 @@ def blocked_between(a, b) -> bool:
                                 | Q(blocker_id=b_id, blocked_id=a_id)).exists()
 
 
+def blocked_pairs(pairs) -> set[frozenset[int]]:
+    """Which of the (user id, user id) pairs are in a block, either way, in one query (for
+    handlers deciding many notifications at once); each as `frozenset({a, b})`."""
+    wanted = {frozenset((a, b)) for a, b in pairs if a is not None and b is not None and a != b}
+    if not wanted:
+        return set()
+    ids = {i for pair in wanted for i in pair}
+    found = Block.objects.filter(blocker_id__in=ids, blocked_id__in=ids).values_list(
+        "blocker_id", "blocked_id")
+    return {frozenset(p) for p in found} & wanted
+
+
 def blocked_with(viewer, user_field: str = "pk") -> Exists | None:
     """An `Exists` for querysets: the row's user (`user_field`, an OuterRef path) and `viewer`
     are in a block, either way. None for an anonymous viewer (nothing to hide)."""

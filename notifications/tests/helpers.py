@@ -25,12 +25,13 @@ def consumed(event_type: str, data: dict[str, Any], *, event_id: uuid.UUID | Non
 
 
 def handle(consumer: str, event: ConsumedEvent) -> None:
-    """Run every handler `consumer` registered for the event, in one transaction."""
+    """Run every handler `consumer` registered for the event, in one transaction (a batch
+    handler with a batch of one)."""
     from relay.registry import handlers_for
 
     with transaction.atomic():
         for reg in handlers_for(consumer, event.type):
-            reg.fn(event)
+            reg.fn([event] if reg.batch else event)
 
 
 def events(event_type: str) -> list[dict[str, Any]]:

@@ -95,6 +95,40 @@ def test_a_like_gives_the_author_one_in_app_notification_and_one_push_unless_opt
     assert client_for(author).get("/api/notifications/unread-count/").json() == {"unread": 2}
 
 
+def test_like_unlike_like_again_notifies_the_author_once(pipeline):
+    # given: Ann's post and phone; Bob likes it, unlikes it and likes it again through the API
+    ann, bob = make_user(display_name="Ann"), make_user(display_name="Bob")
+    device(ann, "ann-phone")
+    post = posts.post_create(author=ann, text="my video")
+    api = client_for(bob)
+    url = f"/api/posts/{post.pk}/like/"
+    assert api.post(url).status_code in (200, 201)
+    assert api.delete(url).status_code in (200, 204)
+    assert api.post(url).status_code in (200, 201)
+    # when: everything is relayed and consumed
+    pipeline.run_until(lambda: len(events("post.liked")) == 2
+                       and InboxEntry.objects.filter(consumer="notifications").count() >= 2)
+    pipeline.run_until(lambda: len(MemoryPushBackend.outbox) >= 1)
+    pipeline.settle()
+    # then: the two likes asked for one notification: one in-app line, one push
+    assert len(events("post.liked")) == 2
+    assert len(events("notification.requested")) == 1
+    [n] = Notification.objects.filter(recipient=ann)
+    assert (n.kind, n.title, n.actor_id) == ("post_liked", "Bob liked your post", bob.pk)
+    assert len(MemoryPushBackend.outbox) == 1
+    assert client_for(ann).get("/api/notifications/unread-count/").json() == {"unread": 1}
+    # when: Bob unlikes and likes once more, after Ann has read it
+    client_for(ann).post("/api/notifications/read-all/")
+    api.delete(url)
+    api.post(url)
+    pipeline.run_until(lambda: len(events("post.liked")) == 3
+                       and InboxEntry.objects.filter(consumer="notifications").count() >= 3)
+    pipeline.settle()
+    # then: still one
+    assert Notification.objects.filter(recipient=ann).count() == 1
+    assert len(MemoryPushBackend.outbox) == 1
+
+
 def test_a_request_for_a_user_that_does_not_exist_is_dead_lettered_not_retried(pipeline):
     # given
     from django.db import transaction

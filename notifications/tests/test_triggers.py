@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import transaction
 
 from notifications import triggers
 from relay import registry
@@ -31,7 +32,6 @@ def test_a_like_by_someone_else_requests_one_post_liked_notification_for_the_aut
     # then
     [row] = outbox_rows("notification.requested")
     assert row.key == str(author.pk)
-    assert row.event_id == triggers.request_id_for(event.id, "post_liked")
     assert row.payload == {
         "recipient_id": author.pk, "kind": "post_liked", "actor_id": fan.pk,
         "context": {"post_id": 7, "like_count": 3}, "title": None, "body": None,
@@ -130,7 +130,7 @@ def test_adding_a_trigger_is_one_line():
     finally:
         triggers.TRIGGERS["post.viewed"].remove(added)
         del triggers.TRIGGERS["post.viewed"]
-        registry.unregister("notifications", "post.viewed", triggers.on_domain_event)
+        registry.unregister("notifications", "post.viewed", triggers.on_domain_events)
 
 
 def test_a_trigger_for_an_unknown_kind_is_refused_at_registration():
@@ -147,6 +147,40 @@ def test_a_replayed_event_requests_the_same_notification_not_a_second_one():
     handle("notifications", event)
     # then
     assert len(events("notification.requested")) == 1
+
+
+def test_liking_unliking_and_liking_again_requests_one_notification():
+    # given: Bob likes Ann's post, unlikes it (no trigger), likes it again: two post.liked
+    ann, bob = make_user(), make_user()
+    first = _post_event("post.liked", ann, bob, like_count=1)
+    again = _post_event("post.liked", ann, bob, like_count=1)
+    # when
+    handle("notifications", first)
+    handle("notifications", again)
+    # then: one request, for the first like
+    [row] = outbox_rows("notification.requested")
+    assert row.payload["source_event_id"] == str(first.id)
+    # and someone else's like of the same post, or Bob's like of another post, is news
+    carl = make_user()
+    handle("notifications", _post_event("post.liked", ann, carl, like_count=2))
+    other_post = consumed("post.liked", {"post_id": 8, "author_id": ann.pk, "actor_id": bob.pk,
+                                         "occurred_at": NOW, "like_count": 1})
+    handle("notifications", other_post)
+    assert len(events("notification.requested")) == 3
+
+
+def test_likes_in_one_batch_request_one_notification_per_liker_and_post():
+    # given: one batch holding a like, the same person's like again, and another's like
+    ann, bob, carl = make_user(), make_user(), make_user()
+    batch = [_post_event("post.liked", ann, bob, like_count=1),
+             _post_event("post.liked", ann, bob, like_count=1),
+             _post_event("post.liked", ann, carl, like_count=2)]
+    # when
+    with transaction.atomic():
+        triggers.on_domain_events(batch)
+    # then
+    assert sorted(p["actor_id"] for p in events("notification.requested")) == sorted(
+        [bob.pk, carl.pk])
 
 
 def test_an_event_without_its_recipient_is_dead_lettered():

@@ -21,18 +21,27 @@ event on one key. Aggregation does not depend on the order anyway (every effect 
 
 from __future__ import annotations
 
-from outbox.catalogue import ID, NULLABLE_ID, TIME, EventType, obj, register
+from outbox.catalogue import ID, NULLABLE_ID, EventType, obj, register
 
+# Everything here must be storable by the `analytics` consumer once the ingestion API has
+# accepted it (an accepted event that fails there stalls its partition, then is dead-lettered):
+# ids fit a bigint (ID), durations an integer column, and free text holds no character
+# PostgreSQL text or jsonb refuses (U+0000, unpaired surrogates).
+STORABLE = "^[^\\x00\\ud800-\\udfff]*$"
 DEVICE_ID = {"type": "string", "minLength": 1, "maxLength": 64,
              "pattern": "^[A-Za-z0-9._:-]+$"}
-CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+CLIENT_ID = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": STORABLE}
 PLATFORM = {"type": "string", "enum": ["ios", "android", "web"]}
 APP_VERSION = {"type": "string", "minLength": 1, "maxLength": 32,
                "pattern": "^[0-9A-Za-z.+_-]+$"}
-SESSION_ID = {"type": ["string", "null"], "maxLength": 64}
+SESSION_ID = {"type": ["string", "null"], "maxLength": 64, "pattern": STORABLE}
 # A millisecond duration up to one day (longer means a broken clock or a stuck timer).
 MILLIS = {"type": "integer", "minimum": 0, "maximum": 86_400_000}
-LABEL = {"type": "string", "minLength": 1, "maxLength": 100}
+LABEL = {"type": "string", "minLength": 1, "maxLength": 100, "pattern": STORABLE}
+# An RFC 3339 date and time (the API writes UTC: 2025-01-31T12:00:00.000Z).
+RFC3339 = {"type": "string", "maxLength": 40,
+           "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?"
+                      "(Z|[+-][0-9]{2}:[0-9]{2})$"}
 
 ENVELOPE = {
     "device_id": DEVICE_ID,
@@ -41,8 +50,8 @@ ENVELOPE = {
     "session_id": SESSION_ID,
     "platform": PLATFORM,
     "app_version": APP_VERSION,
-    "occurred_at": TIME,
-    "received_at": TIME,
+    "occurred_at": RFC3339,
+    "received_at": RFC3339,
 }
 
 # Short name (what clients send) -> (properties, required properties, description).
@@ -53,14 +62,16 @@ CLIENT_TYPES: dict[str, tuple[dict, list[str], str]] = {
         "The app became usable: time from launch to the first screen drawn.",
     ),
     "api_latency": (
-        {"duration_ms": MILLIS, "endpoint": {"type": "string", "minLength": 1, "maxLength": 200},
+        {"duration_ms": MILLIS,
+         "endpoint": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": STORABLE},
          "method": {"type": "string", "enum": ["GET", "POST", "PUT", "PATCH", "DELETE"]},
          "status": {"type": "integer", "minimum": 0, "maximum": 599}},
         ["duration_ms", "endpoint"],
         "One API call as the client saw it (network included).",
     ),
     "screen_view": (
-        {"screen": LABEL, "previous_screen": {"type": ["string", "null"], "maxLength": 100}},
+        {"screen": LABEL,
+         "previous_screen": {"type": ["string", "null"], "maxLength": 100, "pattern": STORABLE}},
         ["screen"],
         "A screen was shown.",
     ),
@@ -72,7 +83,7 @@ CLIENT_TYPES: dict[str, tuple[dict, list[str], str]] = {
     ),
     "post_impression": (
         {"post_id": ID, "position": {"type": "integer", "minimum": 0, "maximum": 100_000},
-         "surface": {"type": "string", "maxLength": 50}},
+         "surface": {"type": "string", "maxLength": 50, "pattern": STORABLE}},
         ["post_id"],
         "A post was shown on screen (feed, profile, ...).",
     ),

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from outbox.services import Event, publish
 from relay import registry
@@ -29,6 +29,20 @@ TOPIC = "analytics-events"
 BROKEN_KEYS: set[str] = set()
 # Consumer names whose handler publishes a follow-up event for each record.
 FOLLOW_UP: set[str] = set()
+# Each call of a batch probe handler: the seqs it was given.
+BATCH_CALLS: list[list[int]] = []
+# Seconds a batch probe handler's transaction sleeps after its commit (subprocess tests).
+AFTER_COMMIT_PAUSE = float(os.environ.get("RELAY_TEST_AFTER_COMMIT_PAUSE", "0"))
+
+
+def fail_if_asked(name: str, event: registry.ConsumedEvent) -> None:
+    """`fail: permanent` always raises `PermanentError`; `fail: transient` raises a transient
+    error while the record's key is in BROKEN_KEYS."""
+    fail = event.data.get("fail")
+    if fail == "permanent":
+        raise registry.PermanentError(f"probe {event.data['seq']} can never succeed")
+    if fail == "transient" and (event.key in BROKEN_KEYS or f"{name}/{event.key}" in BROKEN_KEYS):
+        raise ConnectionResetError(f"probe {event.data['seq']}: downstream unavailable")
 
 
 def handler_for(name: str) -> Callable[[registry.ConsumedEvent], None]:
@@ -44,28 +58,55 @@ def handler_for(name: str) -> Callable[[registry.ConsumedEvent], None]:
         if name in FOLLOW_UP:
             publish("pipeline.probe", {"probe_id": "follow-up", "key": f"f-{event.key}",
                                        "seq": event.data["seq"]})
-        fail = event.data.get("fail")
-        if fail == "permanent":
-            raise registry.PermanentError(f"probe {event.data['seq']} can never succeed")
-        if fail == "transient" and (event.key in BROKEN_KEYS
-                                    or f"{name}/{event.key}" in BROKEN_KEYS):
-            raise ConnectionResetError(f"probe {event.data['seq']}: downstream unavailable")
+        fail_if_asked(name, event)
 
     apply_probe.__name__ = f"probe_{name}"
     return apply_probe
+
+
+def batch_handler_for(name: str) -> Callable[[list[registry.ConsumedEvent]], None]:
+    """The probe as a batch handler: one INSERT for the whole list. Like a real batch handler
+    that validates its input, it raises for the whole list when one event in it is bad."""
+
+    def apply_probes(events: list[registry.ConsumedEvent]) -> None:
+        for event in events:
+            fail_if_asked(name, event)
+        BATCH_CALLS.append([e.data["seq"] for e in events])
+        with connection.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {EFFECTS} (consumer, event_id, seq, key, pid) "  # noqa: S608
+                "SELECT %s, e, s, k, %s FROM unnest(%s::uuid[], %s::int[], %s::text[]) "
+                "AS x(e, s, k)",
+                [name, os.getpid(), [e.id for e in events], [e.data["seq"] for e in events],
+                 [e.key for e in events]])
+        if AFTER_COMMIT_PAUSE:
+            # A slow step after the commit (as a handler enqueuing Celery tasks on commit
+            # has): widens the window between the DB commit and the Kafka offset commit.
+            transaction.on_commit(lambda: time.sleep(AFTER_COMMIT_PAUSE))
+
+    apply_probes.__name__ = f"probe_batch_{name}"
+    return apply_probes
 
 
 def create_effects_table() -> None:
     with connection.cursor() as cur:
         cur.execute(f"CREATE TABLE IF NOT EXISTS {EFFECTS} (id bigserial PRIMARY KEY, "
                     "consumer text NOT NULL, event_id uuid NOT NULL, seq integer NOT NULL, "
-                    "key text, pid integer)")
+                    "key text, pid integer, txid bigint NOT NULL DEFAULT txid_current())")
         cur.execute(f"TRUNCATE {EFFECTS}")
 
 
 def drop_effects_table() -> None:
     with connection.cursor() as cur:
         cur.execute(f"DROP TABLE IF EXISTS {EFFECTS}")
+
+
+def effect_txids(consumer: str) -> list[int]:
+    """The transaction id of each effect row, in insertion order."""
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT txid FROM {EFFECTS} WHERE consumer = %s ORDER BY id",  # noqa: S608
+                    [consumer])
+        return [row[0] for row in cur.fetchall()]
 
 
 def effects(consumer: str | None = None) -> list[tuple[str, int]]:
@@ -122,10 +163,10 @@ def probe_consumer(effects_table):
     (or the one given) and returns the name; unregistered after the test."""
     registered: list[tuple[str, Callable]] = []
 
-    def make(name: str | None = None) -> str:
+    def make(name: str | None = None, *, batch: bool = False) -> str:
         name = name or f"test-{uuid.uuid4().hex[:8]}"
-        fn = handler_for(name)
-        registry.register(name, EVENT_TYPE, fn)
+        fn = batch_handler_for(name) if batch else handler_for(name)
+        registry.register(name, EVENT_TYPE, fn, batch=batch)
         registered.append((name, fn))
         return name
 
@@ -134,6 +175,7 @@ def probe_consumer(effects_table):
         registry.unregister(name, EVENT_TYPE, fn)
     BROKEN_KEYS.clear()
     FOLLOW_UP.clear()
+    BATCH_CALLS.clear()
 
 
 @pytest.fixture
@@ -162,7 +204,10 @@ def workers():
 
 
 # Imported by a consumer subprocess (ManageProcess(imports=[__name__])): register the probe
-# handler under the name the test chose.
+# handler under the name the test chose (the batch one with RELAY_TEST_BATCH=1).
 if os.environ.get("RELAY_TEST_CONSUMER"):
-    registry.register(os.environ["RELAY_TEST_CONSUMER"], EVENT_TYPE,
-                      handler_for(os.environ["RELAY_TEST_CONSUMER"]))
+    _name = os.environ["RELAY_TEST_CONSUMER"]
+    if os.environ.get("RELAY_TEST_BATCH") == "1":
+        registry.register(_name, EVENT_TYPE, batch_handler_for(_name), batch=True)
+    else:
+        registry.register(_name, EVENT_TYPE, handler_for(_name))

@@ -425,8 +425,7 @@ def test_metrics_render_as_prometheus_text(topics, probe_consumer, workers):
     run_until(worker, lambda: worker.handled >= 2)
     text = metrics.render_prometheus()
     assert f'showoff_consumer_processed_total{{consumer="{name}",topic="{TOPIC}"}} 2' in text
-    assert (f'showoff_consumer_handler_seconds_count{{consumer="{name}",topic="{TOPIC}"}} 2'
-            in text)
+    assert f'showoff_consumer_batch_records_sum{{consumer="{name}"}} 2\n' in text
 
 
 def test_retry_backoff_is_capped_exponential():

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 import time
 import uuid
 from collections import Counter
 
 import pytest
+from django.db import connections
 
 from relay import testing as kt
 from relay.cli import groups_describe
@@ -64,29 +66,77 @@ def _assert_exactly_once(name: str, ids: list[uuid.UUID]) -> None:
     assert InboxEntry.objects.filter(consumer=name).count() == len(ids)
 
 
-def test_every_effect_is_applied_exactly_once_across_kill_9_restarts(topics, effects_table,
-                                                                    tmp_path):
-    # given: 2000 events on 3 partitions
+def _applied_by(pid: int) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT count(*) FROM {cs.EFFECTS} WHERE pid = %s", [pid])  # noqa: S608
+        return cur.fetchone()[0]
+
+
+def test_every_effect_is_applied_exactly_once_across_20_kill_9s_during_a_20000_event_stream(
+        topics, effects_table, tmp_path):
+    # given: a stream of 20,000 events produced while two consumer processes of one group
+    # apply them with a batch handler (a short pause after each DB commit, as a handler that
+    # enqueues work on commit has, widens the window between the DB and the Kafka commit)
     name = f"test-kill-{uuid.uuid4().hex[:6]}"
-    ids = kt.produce_events(probes(2000, keys=12), per_transaction=100)
+    total, kills = 20_000, 20
+    ids: list[uuid.UUID] = []
+    streamed = threading.Event()
+
+    def stream() -> None:
+        try:
+            for start in range(0, total, 1000):
+                ids.extend(kt.produce_events(probes(1000, keys=24, start=start),
+                                             per_transaction=250))
+                time.sleep(0.5)
+        finally:
+            streamed.set()
+            connections.close_all()
+
+    def start_member(member: str) -> kt.ManageProcess:
+        # Static membership: a restarted member takes its partitions back at once.
+        return _consumer(name, tmp_path, "--instance-id", f"kill-{member}",
+                         RELAY_TEST_BATCH="1", RELAY_TEST_AFTER_COMMIT_PAUSE="0.02")
+
+    producer = threading.Thread(target=stream)
+    producer.start()
+    members = {"a": start_member("a"), "b": start_member("b")}
+    procs = list(members.values())
     rng = random.Random()
-    procs = []
-    # when: a consumer is killed -9 four times at a random moment while it works, and restarted
-    # (static membership, so the restart takes the partitions back without a session timeout)
-    for _ in range(4):
-        before = len(effects(name))
-        p = _consumer(name, tmp_path, "--batch-size", "50", "--instance-id", "kill-test")
-        procs.append(p)
-        _wait_for_effects(min(2000, before + 100), name, procs=[p])
-        time.sleep(rng.uniform(0, 0.3))
-        p.kill9()
-    final = _consumer(name, tmp_path, "--batch-size", "50", "--instance-id", "kill-test")
-    procs.append(final)
-    _wait_for_effects(2000, name, procs=[final])
-    assert final.terminate() == 0, final.output()
-    # then
+    landed = []
+    try:
+        # when: the k-th time k/22 of the stream is applied, a member that has applied
+        # events since it started is killed -9 at a random moment, and restarted
+        for k in range(1, kills + 1):
+            _wait_for_effects(k * total // (kills + 2), name, procs=members.values())
+            deadline = time.monotonic() + 60
+            while not (working := [m for m in sorted(members)
+                                   if _applied_by(members[m].proc.pid) > 0]):
+                assert time.monotonic() < deadline, "no member applies anything"
+                time.sleep(0.05)
+            member = rng.choice(working)
+            victim = members[member]
+            time.sleep(rng.uniform(0, 0.1))
+            victim.kill9()
+            progress = _applied_by(victim.proc.pid)
+            backlog = total - len(effects(name))
+            landed.append((progress, backlog))
+            members[member] = start_member(member)
+            procs.append(members[member])
+        producer.join(120)
+        assert streamed.is_set() and len(ids) == total
+        _wait_for_effects(total, name, timeout=180, procs=members.values())
+    finally:
+        producer.join(120)
+        for p in members.values():
+            if p.proc.poll() is None:
+                assert p.terminate() == 0, p.output()
+    # then: each kill landed mid-stream (the victim had applied events, others remained)
+    assert len(landed) == kills
+    assert all(progress > 0 and backlog > 0 for progress, backlog in landed), landed
     _assert_exactly_once(name, ids)
-    # the kills did land between a database commit and the Kafka commit: records came again
+    # and kills landed between a database commit and the Kafka commit: records came again
     # and the inbox skipped them
     assert _duplicates_seen(*procs) > 0
 

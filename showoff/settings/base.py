@@ -317,8 +317,13 @@ CELERY_BEAT_SCHEDULE["relay.prune_outbox"] = {
     "task": "relay.prune_outbox",
     "schedule": env.float("OUTBOX_PRUNE_INTERVAL_SECONDS", default=3600.0),
 }
-# Consumers (`manage.py consume`): records per poll, and how long one poll waits (seconds).
+# Consumers (`manage.py consume`, relay/consumer.py): one DB transaction per batch of up to
+# CONSUMER_BATCH_SIZE records; after a batch's first record, wait at most CONSUMER_BATCH_MS
+# milliseconds for the rest (what is already fetched is taken at once). Larger batches mean
+# fewer commits (throughput); the wait is latency added when records trickle in.
 CONSUMER_BATCH_SIZE = env.int("CONSUMER_BATCH_SIZE", default=100)
+CONSUMER_BATCH_MS = env.float("CONSUMER_BATCH_MS", default=10.0)
+# How long one poll waits for a first record (seconds).
 CONSUMER_POLL_TIMEOUT = env.float("CONSUMER_POLL_TIMEOUT", default=1.0)
 # Failed handler attempts before a record is dead-lettered; backoff doubles from
 # CONSUMER_RETRY_BACKOFF up to CONSUMER_RETRY_BACKOFF_MAX seconds (the partition is paused,

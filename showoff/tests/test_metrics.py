@@ -267,8 +267,8 @@ def test_run_relay_and_consume_serve_their_metrics_on_a_port(relay_topics, kafka
         last = OutboxEvent.objects.order_by("id").last()
         assert value(relay_text, "showoff_relay_position_id", shard="0/1") == last.id
         assert value(relay_text, "showoff_relay_batches_total", shard="0/1") >= 1
-        assert value(consume_text, "showoff_consumer_handler_seconds_count",
-                     consumer=consumer, topic="analytics-events") == 6
+        assert value(consume_text, "showoff_consumer_batch_records_sum",
+                     consumer=consumer) == 6
         assert value(consume_text, "showoff_consumer_duplicates_total", consumer=consumer,
                      topic="analytics-events") is None
     finally:
@@ -404,7 +404,7 @@ def test_relay_metrics_api_keeps_value_total_snapshot_and_text():
     relay_metrics.consumer_processed.inc(consumer=name, topic="a")
     relay_metrics.consumer_processed.inc(2, consumer=name, topic="b")
     relay_metrics.consumer_lag.set(7, consumer=name, topic="a", partition=1)
-    relay_metrics.consumer_handler_seconds.observe(0.003, consumer=name, topic="a")
+    relay_metrics.consumer_batch_seconds.observe(0.003, consumer=name)
     # then
     assert relay_metrics.consumer_processed.value(consumer=name, topic="a") == 1
     assert relay_metrics.consumer_processed.value(consumer=name, topic="c") == 0
@@ -412,7 +412,7 @@ def test_relay_metrics_api_keeps_value_total_snapshot_and_text():
     assert relay_metrics.consumer_summary(name)["lag"] == 7
     snap = relay_metrics.snapshot()
     assert snap["showoff_consumer_processed_total"][f"consumer={name},topic=b"] == 2
-    hist = snap["showoff_consumer_handler_seconds"][f"consumer={name},topic=a"]
+    hist = snap["showoff_consumer_batch_seconds"][f"consumer={name}"]
     assert (hist["count"], sum(hist["counts"]), hist["counts"][2]) == (1, 1, 1)  # ≤ 0.005
     text = relay_metrics.render_prometheus()
     assert f'showoff_consumer_processed_total{{consumer="{name}",topic="b"}} 2\n' in text

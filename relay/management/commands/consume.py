@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import CommandError
 
 from relay import metrics
-from relay.cli import OperatorCommand
+from relay.cli import OperatorCommand, number_argument
 from relay.consumer import (
     ConsumerRunner,
     ConsumerSetupError,
@@ -20,29 +20,9 @@ from relay.consumer import (
 )
 from relay.kafka import ensure_enabled
 
-
-def _positive_int(value: str) -> int:
-    import argparse
-
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return n
-
-
-def _positive_float(value: str) -> float:
-    import argparse
-
-    try:
-        n = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return n
+_positive_int = number_argument(int, minimum=1)
+_positive_float = number_argument(float, minimum=0, above=True)
+_non_negative_float = number_argument(float, minimum=0)
 
 
 class Command(OperatorCommand):
@@ -60,7 +40,11 @@ class Command(OperatorCommand):
         parser.add_argument("--max-records", type=_positive_int,
                             help="Each consumer exits after handling N records (tests).")
         parser.add_argument("--batch-size", type=_positive_int,
-                            help="Records per poll (default CONSUMER_BATCH_SIZE).")
+                            help="Records per batch, one DB transaction each (default "
+                                 "CONSUMER_BATCH_SIZE).")
+        parser.add_argument("--batch-ms", type=_non_negative_float,
+                            help="Milliseconds a batch waits for more records after its first "
+                                 "(default CONSUMER_BATCH_MS).")
         parser.add_argument("--poll-timeout", type=_positive_float,
                             help="Seconds one poll waits (default CONSUMER_POLL_TIMEOUT).")
         parser.add_argument("--instance-id",
@@ -93,6 +77,7 @@ class Command(OperatorCommand):
                 from_beginning=opts["from_beginning"],
                 max_records=opts["max_records"],
                 batch_size=opts["batch_size"],
+                batch_ms=opts["batch_ms"],
                 poll_timeout=opts["poll_timeout"],
                 instance_id=opts["instance_id"],
             )

@@ -21,17 +21,7 @@ from relay import cli
 from relay.kafka import ensure_enabled
 from relay.topics import TopicLayoutError, create_topics
 
-
-def _positive(value: str) -> int:
-    import argparse
-
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
-    return n
+_positive = cli.number_argument(int, minimum=1)
 
 
 class Command(cli.OperatorCommand):
