@@ -217,6 +217,7 @@ def invalid_variants(sample: dict[str, Any], schema: dict, rng: random.Random
         if "pattern" in sub:
             out.append({**sample, name: rng.choice(["no spaces allowed \x1c", "a\x85@b",
                                                     "ABC\n", "\u0661\u0662"])})
+            out.append({**sample, name: "nul\x00"})
         if "enum" in sub:
             out.append({**sample, name: "not-a-member"})
         if sub.get("type") == "object" or "object" in types:
