@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from posts.models import Post
 from posts.selectors import post_get
 from showoff.drf import client_ip, object_id
+from showoff.ratelimit import RecordsRateLimit
 
 from . import selectors, services
 from .metrics import METRICS, PERF_METRICS
@@ -31,7 +32,7 @@ PLATFORMS = ("ios", "android", "web")
 # --- ingestion ------------------------------------------------------------------------------
 
 
-class IngestThrottle(throttling.SimpleRateThrottle):
+class IngestThrottle(RecordsRateLimit, throttling.SimpleRateThrottle):
     """ANALYTICS_INGEST_RATE batches per signed-in user, or per client IP when anonymous.
     The rate is read per request, so a changed setting applies at once."""
 
