@@ -466,7 +466,7 @@ CELERY_BEAT_SCHEDULE["feeds-refresh-trending"] = {
 # search (search/selectors.py, docs/api-search.md)
 # A posts query ranks at most this many of the newest matching posts (bounded work for common
 # words); a newer post gains 1 point of score (the whole relevance range) per this many seconds.
-SEARCH_POST_CANDIDATES = env.int("SEARCH_POST_CANDIDATES", default=1000)
+SEARCH_POST_CANDIDATES = env.int("SEARCH_POST_CANDIDATES", default=300)
 SEARCH_RECENCY_SECONDS = env.int("SEARCH_RECENCY_SECONDS", default=30 * 24 * 3600)
 
 # coins
