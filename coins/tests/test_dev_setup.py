@@ -29,10 +29,12 @@ def _setup() -> str:
     return out.getvalue()
 
 
-def test_make_run_seeds_the_dev_setup():
+def test_make_run_and_the_dev_compose_seed_the_dev_setup_and_production_does_not():
     make = (ROOT / "Makefile").read_text()
     run_recipe = make.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "$(PY) manage.py coins_dev_setup" in run_recipe
+    assert "manage.py coins_dev_setup" in (ROOT / "docker-compose.yml").read_text()
+    assert "coins_dev_setup" not in (ROOT / "docker-compose.prod.yml").read_text()
 
 
 def test_dev_setup_adds_a_demo_package_once_in_development(settings):
