@@ -64,3 +64,29 @@ def test_misconfigured_storage_names_the_fix(settings):
     settings.MEDIA_STORAGE = "ftp"
     with pytest.raises(ImproperlyConfigured, match="use 'local' or 's3'"):
         video_storage()
+
+
+def test_a_public_avatar_on_s3_is_a_redirect_to_a_fresh_presigned_url(settings, monkeypatch):
+    # given: S3 storage (no S3 server here: the object is said to exist)
+    from rest_framework.test import APIClient
+    from storages.backends.s3 import S3Storage
+
+    settings.MEDIA_STORAGE = "s3"
+    settings.MEDIA_S3_BUCKET = "showoff-videos"
+    settings.MEDIA_S3_ENDPOINT_URL = "http://minio.internal:9000"
+    settings.MEDIA_S3_REGION = "us-east-1"
+    settings.MEDIA_S3_ACCESS_KEY_ID = "AKIAEXAMPLE"
+    settings.MEDIA_S3_SECRET_ACCESS_KEY = "not-a-real-secret"
+    settings.MEDIA_URL_EXPIRE_SECONDS = 600
+    monkeypatch.setattr(S3Storage, "exists", lambda self, name: name == "avatars/7/2.png")
+    # when: the stable URL the API hands out is fetched
+    resp = APIClient().get("/media/avatars/7/2.png")
+    # then: a redirect to a signed URL, cached for less than its life
+    assert resp.status_code == 302
+    target = urlparse(resp["Location"])
+    assert (target.netloc, target.path) == ("minio.internal:9000",
+                                            "/showoff-videos/avatars/7/2.png")
+    assert parse_qs(target.query)["X-Amz-Expires"] == ["600"]
+    assert resp["Cache-Control"] == "public, max-age=300"
+    # and a file outside the public folder is not served, signed or not
+    assert APIClient().get("/media/videos/k/source.mp4").status_code == 404
