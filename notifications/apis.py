@@ -56,6 +56,15 @@ class NotificationOutput(serializers.ModelSerializer):
 class InboxFilter(serializers.Serializer):
     unread = serializers.BooleanField(required=False, allow_null=True, default=None)
 
+    def to_internal_value(self, data):
+        # Absent: every notification. Present, it is a boolean as the schema says (DRF would
+        # read `?unread=null` or `?unread=` as absent).
+        raw = data.get("unread")
+        spellings = serializers.BooleanField.TRUE_VALUES | serializers.BooleanField.FALSE_VALUES
+        if raw is not None and raw not in spellings:
+            raise serializers.ValidationError({"unread": ["Must be true or false."]})
+        return super().to_internal_value(data)
+
 
 class NotificationListApi(JsonApi):
     pagination_class = NewestFirst
