@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from posts.models import Post
 from posts.selectors import post_get
-from showoff.drf import InputSerializer, cap_echo, client_ip, object_id
+from showoff.drf import InputSerializer, StrictQuery, cap_echo, client_ip, object_id
 from showoff.ratelimit import RecordsRateLimit
 
 from . import selectors, services
@@ -189,7 +189,7 @@ class PostStatsApi(APIView):
 MAX_BUCKETS = 1000
 
 
-class RangeInputSerializer(serializers.Serializer):
+class RangeInputSerializer(StrictQuery, serializers.Serializer):
     period = serializers.ChoiceField(choices=["hour", "day"], default="day")
     start = serializers.CharField(required=False, help_text="First bucket: a date (day) or "
                                   "an ISO date and time (hour, UTC). Default: 30 days / 48 hours "

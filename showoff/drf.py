@@ -355,6 +355,20 @@ class InputSerializer(StrictJsonTypes, serializers.Serializer):
     """The base of every write endpoint's input."""
 
 
+class StrictQuery:
+    """Mixin for serializers of a query string: a parameter given empty (`?period=`) is a 400
+    unless its field allows blank; DRF would read it as absent and quietly use the default,
+    where the schema says an enum or a value."""
+
+    def to_internal_value(self, data):
+        errors = {name: [exceptions.ErrorDetail("This field may not be blank.", code="blank")]
+                  for name, field in self.fields.items()
+                  if data.get(name) == "" and not getattr(field, "allow_blank", False)}
+        if errors:
+            raise exceptions.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
 _TYPES = {
     exceptions.ValidationError: "validation_error",
     exceptions.ParseError: "parse_error",

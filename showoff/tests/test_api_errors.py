@@ -182,3 +182,14 @@ def test_a_page_size_above_the_maximum_reads_the_maximum(anon, alice):
     resp = anon.get("/api/posts/", {"page_size": "100000"})
     assert resp.status_code == 200
     assert len(resp.json()["results"]) == 3
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["period=", "start=", "period=day&end="])
+def test_a_query_parameter_given_empty_is_a_400_not_the_default(query):
+    # (DRF reads `?period=` as absent; the schema says period is one of hour, day)
+    staff = client_for(make_user(is_staff=True))
+    resp = staff.get(f"/api/analytics/metrics/dau/?{query}")
+    assert resp.status_code == 400
+    name = query.split("&")[-1].rstrip("=")
+    assert resp.json()["errors"] == {name: ["This field may not be blank."]}
