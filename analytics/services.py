@@ -29,7 +29,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from outbox import catalogue
-from outbox.services import Event, publish_bulk
+from outbox.services import Event, EventBatch
 
 from . import metrics
 from .metrics import CLIENT_TYPES, RESERVED, full_type
@@ -132,7 +132,8 @@ def _integer_property(short: Any, name: str) -> bool:
 
 def _client_item(item: Any, *, index: int, user_id: int | None, envelope: dict[str, Any],
                  skew: timedelta, now: datetime) -> tuple[ItemResult, Event | None]:
-    """Validate one item; returns its result and, if valid, its event."""
+    """Check one item; returns its result and, if it passes, its event (which the caller
+    checks against its schema, see client_events_ingest)."""
     if not isinstance(item, dict):
         return ItemResult(index, None, "rejected",
                           errors={"non_field_errors": ["Each event must be a JSON object."]}), None
@@ -198,12 +199,9 @@ def _client_item(item: Any, *, index: int, user_id: int | None, envelope: dict[s
         return ItemResult(index, client_id, "rejected", errors=errors), None
     event_id = client_event_uuid(user_id=user_id, device_id=envelope["device_id"],
                                  client_event_id=client_id)
+    # `envelope` also holds the batch's received_at.
     data = {**props, **envelope, "user_id": user_id, "client_event_id": client_id,
-            "session_id": session_id, "occurred_at": iso(parsed), "received_at": iso(now)}
-    try:
-        catalogue.validate(full_type(short), data)
-    except catalogue.EventValidationError as exc:
-        return ItemResult(index, client_id, "rejected", errors=_schema_errors(exc)), None
+            "session_id": session_id, "occurred_at": iso(parsed)}
     return (ItemResult(index, client_id, "accepted", event_id=event_id),
             Event(full_type(short), data, event_id=event_id))
 
@@ -220,16 +218,25 @@ def client_events_ingest(*, user_id: int | None, device_id: str, platform: str,
     """
     now = now or timezone.now()
     skew = (now - sent_at) if sent_at is not None else timedelta(0)
-    envelope = {"device_id": device_id, "platform": platform, "app_version": app_version}
+    envelope = {"device_id": device_id, "platform": platform, "app_version": app_version,
+                "received_at": iso(now)}
     results: list[ItemResult] = []
-    events: dict[uuid.UUID, Event] = {}
+    # Each event is checked against its schema (and everything else publish checks) once, by
+    # the batch that writes it below; an item that fails is rejected with the schema's reasons.
+    batch = EventBatch()
+    events: set[uuid.UUID] = set()
     for index, item in enumerate(items):
         result, event = _client_item(item, index=index, user_id=user_id, envelope=envelope,
                                      skew=skew, now=now)
         if event is not None and event.event_id in events:
             result.status = "duplicate"
         elif event is not None:
-            events[event.event_id] = event
+            try:
+                batch.add(event)
+            except catalogue.EventValidationError as exc:
+                result = ItemResult(index, result.id, "rejected", errors=_schema_errors(exc))
+            else:
+                events.add(event.event_id)
         results.append(result)
     if not events:
         return results
@@ -243,7 +250,7 @@ def client_events_ingest(*, user_id: int | None, device_id: str, platform: str,
                 [now, sorted(events)],
             )
             new = {row[0] for row in cur.fetchall()}
-        publish_bulk([ev for event_id, ev in events.items() if event_id in new])
+        batch.publish(event_ids=new)
     for result in results:
         if result.status == "accepted" and result.event_id not in new:
             result.status = "duplicate"

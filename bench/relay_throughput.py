@@ -178,6 +178,8 @@ def main() -> None:
             "event_bytes": args.size,
             "batch_size": args.batch,
             "outbox_write_events_per_s": round(args.events / write_seconds),
+            # Issue 18: the writers (publish_bulk) must keep up with the relay (>= 1).
+            "outbox_write_vs_relay_ratio": round(relay_seconds / write_seconds, 3),
             "raw_transactional_produce_events_per_s": round(raw_n / raw_seconds),
             "relay_events_per_s": round(relay_n / relay_seconds),
             "relay_vs_raw_ratio": round(raw_seconds / relay_seconds, 3),

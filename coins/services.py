@@ -313,6 +313,14 @@ def withdrawal_approve(*, withdrawal_id: int, operator) -> Withdrawal:
             raise InvalidState(f"No withdrawal {withdrawal_id}.")
         if withdrawal.status != Withdrawal.Status.PENDING:
             raise InvalidState(f"Withdrawal {withdrawal.pk} is already {withdrawal.status}.")
+        # The payout moves system coins only, but its event is keyed by the user: take the
+        # user's wallet lock too (with the movement's wallets, in pk order, coins/locks.py)
+        # before publishing. Inside a relay tick Kafka order is publish order (DESIGN.md §3),
+        # so this event and the user's own movements keep their commit order only if every
+        # writer of the key serialises on that wallet before it publishes.
+        wallets_lock(user_ids=[withdrawal.user_id],
+                     system_codes=[SystemAccount.WITHDRAWALS_HELD, SystemAccount.PAYOUTS,
+                                   *([SystemAccount.FEES] if withdrawal.fee else [])])
         payout = withdrawal.amount - withdrawal.fee
         reference = payout_provider().payout_send(
             withdrawal=withdrawal, amount=payout, idempotency_key=f"withdrawal-{withdrawal.pk}"

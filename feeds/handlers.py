@@ -35,11 +35,4 @@ def apply(events: list[ConsumedEvent]) -> None:
                                  for d in by_type["user.blocked"]])
 
 
-try:
-    handler(CONSUMER, *TYPES, batch=True)(apply)
-except TypeError:
-    # Until the batched consumer runtime (relay/consumer.py, `batch=True`) is on this branch:
-    # one event at a time through the same code.
-    @handler(CONSUMER, *TYPES)
-    def apply_one(event: ConsumedEvent) -> None:
-        apply([event])
+handler(CONSUMER, *TYPES, batch=True)(apply)

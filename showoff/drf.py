@@ -24,6 +24,8 @@ from rest_framework import exceptions, throttling
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
+from .ratelimit import RecordsRateLimit
+
 logger = logging.getLogger(__name__)
 
 
@@ -83,15 +85,18 @@ class _RatesFromSettings:
         return client_ip(request) or "unknown"
 
 
-class AnonRateThrottle(_RatesFromSettings, throttling.AnonRateThrottle):
+# Each throttle also records its state for the rate-limit headers (showoff/ratelimit.py).
+
+
+class AnonRateThrottle(_RatesFromSettings, RecordsRateLimit, throttling.AnonRateThrottle):
     pass
 
 
-class UserRateThrottle(_RatesFromSettings, throttling.UserRateThrottle):
+class UserRateThrottle(_RatesFromSettings, RecordsRateLimit, throttling.UserRateThrottle):
     pass
 
 
-class _ViewScopedThrottle(_RatesFromSettings, throttling.SimpleRateThrottle):
+class _ViewScopedThrottle(_RatesFromSettings, RecordsRateLimit, throttling.SimpleRateThrottle):
     """A throttle whose rate is named by an attribute of the view (`scope_attribute`)."""
 
     scope_attribute = "throttle_scope"
@@ -239,6 +244,23 @@ _ERROR_RESPONSES = {
 }
 
 
+_INT = {"type": "integer"}
+# What a throttled answer carries (showoff/ratelimit.py); successful answers carry the same
+# RateLimit / X-RateLimit-* headers without Retry-After.
+RATE_LIMIT_HEADERS = {
+    "Retry-After": {"required": True, "schema": _INT,
+                    "description": "Seconds to wait before trying again."},
+    "RateLimit": {"schema": {"type": "string"}, "description": 'Per policy: `"<name>";r=<left>'
+                  ';t=<seconds until one more request is allowed>` (IETF draft).'},
+    "RateLimit-Policy": {"schema": {"type": "string"},
+                         "description": 'Per policy: `"<name>";q=<quota>;w=<window seconds>`.'},
+    "X-RateLimit-Limit": {"schema": _INT, "description": "Quota of the tightest policy."},
+    "X-RateLimit-Remaining": {"schema": _INT, "description": "Requests left in it."},
+    "X-RateLimit-Reset": {"schema": _INT, "description": "Unix time (s) when its oldest "
+                          "counted request leaves the window."},
+}
+
+
 def document_error_responses(result, generator, request, public):
     """Spectacular post-processing hook: every operation documents the JSON error shape."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
@@ -260,6 +282,8 @@ def document_error_responses(result, generator, request, public):
                     "description": _ERROR_RESPONSES[status],
                     "content": {"application/json": {"schema": ref}},
                 })
+            if "429" in responses:
+                responses["429"].setdefault("headers", RATE_LIMIT_HEADERS)
             responses.setdefault("500", {
                 "description": "A bug on our side (logged).",
                 "content": {"application/json": {"schema": ref}},

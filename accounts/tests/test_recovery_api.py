@@ -17,7 +17,7 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from accounts import handlers, services
+from accounts import handlers, services, tasks
 from accounts.models import AccountToken, User
 from accounts.tests.fixtures import PASSWORD, client_for, events, make_user
 from outbox.sealing import unseal
@@ -446,6 +446,9 @@ def test_prune_deletes_tokens_expired_beyond_the_retention(alice, settings):
     deleted = services.account_tokens_prune(now=now)
     # then
     assert deleted == 1
+    assert settings.CELERY_BEAT_SCHEDULE["accounts-prune-tokens"]["task"] == "accounts.prune_tokens"
+    assert tasks.prune_tokens.name == "accounts.prune_tokens"
+    assert tasks.prune_tokens() == 0  # the task runs the same service: nothing left to delete
     assert sorted(AccountToken.objects.values_list("token_hash", flat=True)) == [
         f"{1:064d}", f"{2:064d}"]
 

@@ -5,7 +5,8 @@ from the delivered email works on the API.
 
 The first test runs in the production shape (`run_relay` and `consume email-events`
 subprocesses, a real Celery worker on Redis); the others run the same relay and consumers
-in-process, faster, for the Spanish email and the verification link."""
+in-process (`recovery_pipeline`, accounts/tests/pipeline.py), faster, for the Spanish email and
+the verification link."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 import uuid
 
 import pytest
+from celery import signals
 from celery.contrib.testing.worker import start_worker
 from django.core import mail
 from django.db import connections
@@ -23,7 +25,7 @@ from accounts.tests.fixtures import PASSWORD, client_for, make_user
 from notifications import services as notification_services
 from notifications import tasks as notification_tasks  # noqa: F401 - registers the tasks
 from notifications.models import Delivery
-from notifications.tests.conftest import clear_queue, pipeline_on_topics
+from notifications.tests.conftest import clear_queue
 from relay.models import InboxEntry
 from relay.testing import ManageProcess, create_topic, delete_topics, wait_for
 from relay.tests.relay_helpers import RelayProcess, create_relay_topics
@@ -49,6 +51,10 @@ def celery_queue(settings):
     clear_queue(settings.NOTIFICATIONS_CELERY_QUEUE)
 
 
+def _logging_is_configured(**kwargs) -> None:
+    pass
+
+
 @pytest.fixture
 def celery_worker(celery_queue):
     """A real Celery worker (a thread of this process, so locmem mail lands in mail.outbox)."""
@@ -57,10 +63,17 @@ def celery_worker(celery_queue):
     db = connections.databases["default"]
     max_age = db.get("CONN_MAX_AGE")
     db["CONN_MAX_AGE"] = 0
-    with start_worker(app, pool="solo", perform_ping_check=False, queues=[celery_queue],
-                      shutdown_timeout=30) as worker:
-        yield worker
-    db["CONN_MAX_AGE"] = max_age
+    # start_worker would set Celery's logging up (the root logger at ERROR, for the rest of the
+    # session: later tests capturing warnings would see none). A setup_logging receiver tells
+    # Celery the logging is configured already.
+    signals.setup_logging.connect(_logging_is_configured)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, queues=[celery_queue],
+                          shutdown_timeout=30) as worker:
+            yield worker
+    finally:
+        db["CONN_MAX_AGE"] = max_age
+        signals.setup_logging.disconnect(_logging_is_configured)
 
 
 @pytest.fixture
@@ -112,22 +125,6 @@ def test_a_reset_link_read_from_the_delivered_email_sets_the_password(
     assert anon.post("/api/auth/login/", {"login": "ann", "password": PASSWORD}
                      ).status_code == 400
     assert AccountToken.objects.get(user=ann).used_at is not None
-
-
-@pytest.fixture
-def recovery_pipeline(kafka_prefix, eager_celery):
-    yield from pipeline_on_topics(kafka_prefix, {"accounts": ["email-events"],
-                                                 "notifications-email": ["email-events"]})
-
-
-@pytest.fixture
-def eager_celery():
-    from showoff.celery import app
-
-    before = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    yield app
-    app.conf.task_always_eager, app.conf.task_eager_propagates = before
 
 
 def test_the_reset_email_is_in_the_users_language(recovery_pipeline):

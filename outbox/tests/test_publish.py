@@ -4,7 +4,7 @@ import uuid
 
 import psycopg
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from outbox.catalogue import EventValidationError, UnknownEventType
 from outbox.models import OutboxEvent
@@ -130,6 +130,77 @@ def test_commit_notifies_the_relay_and_rollback_does_not():
         assert [n.channel for n in got] == ["showoff_outbox"]
 
 
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transaction_of_many_bulk_writes_wakes_the_relay_once():
+    # given: a listener, and a transaction with a single publish and two large bulk writes
+    params = connection.get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as listener:
+        listener.execute("LISTEN showoff_outbox")
+        with transaction.atomic():
+            publish("pipeline.probe", PROBE)
+            publish_bulk([Event("pipeline.probe", {**PROBE, "seq": i}) for i in range(3000)])
+            publish_bulk([Event("pipeline.probe", {**PROBE, "seq": i}) for i in range(10)])
+            # nothing is delivered before the commit
+            assert list(listener.notifies(timeout=0.3)) == []
+        # when: it commits
+        got = list(listener.notifies(timeout=1))
+    # then: one notification (NOTIFY folds a transaction's identical ones), every row there
+    assert [n.channel for n in got] == ["showoff_outbox"]
+    assert OutboxEvent.objects.count() == 3011
+
+
+@pytest.mark.django_db
+def test_bulk_rows_are_the_rows_publish_writes():
+    # given: the same event written by publish and by publish_bulk (ids differ), one trace
+    with use_traceparent("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"):
+        with transaction.atomic():
+            one = publish("pipeline.probe", PROBE)
+            many = publish_bulk([Event("pipeline.probe", PROBE, subject="s",
+                                       extra_headers={"x-replay": "1"})])[0]
+    # then: every column alike but the id, the subject and the extra header
+    a, b = (OutboxEvent.objects.get(event_id=i) for i in (one, many))
+    assert (a.type, a.topic, a.key, a.shard_hash, a.payload, a.txid) == (
+        b.type, b.topic, b.key, b.shard_hash, b.payload, b.txid)
+    assert {k: v for k, v in b.headers.items() if k not in ("ce_id", "ce_time")} == {
+        **{k: v for k, v in a.headers.items() if k not in ("ce_id", "ce_time")},
+        "ce_subject": "s", "x-replay": "1"}
+    assert b.id > a.id
+
+
+@pytest.mark.django_db
+def test_a_string_postgresql_cannot_store_is_refused_as_before_or_with_a_reason():
+    # \u0000 is refused by PostgreSQL's jsonb at the INSERT, as before; a lone surrogate is
+    # refused before anything is written
+    with pytest.raises(DataError):
+        with transaction.atomic():
+            publish("pipeline.probe", {**PROBE, "padding": "a\x00b"})
+    with pytest.raises(EventValidationError, match="lone UTF-16 surrogate"):
+        with transaction.atomic():
+            publish("pipeline.probe", {**PROBE, "padding": "a\ud800b"})
+    assert OutboxEvent.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_what_only_the_standard_library_encodes_is_still_accepted():
+    # orjson refuses integers above 64 bits and keys that are not strings; they are written
+    # as before (PostgreSQL keeps big integers exactly)
+    data = {"recipient_id": 7, "kind": "k", "requested_at": "2025-01-01T00:00:00Z",
+            "context": {1: "one", None: "none", 2.5: "float key", "big": 2**70}}
+    with transaction.atomic():
+        event_id = publish("notification.requested", data)
+    row = OutboxEvent.objects.get(event_id=event_id)
+    assert row.payload["context"] == {"1": "one", "null": "none", "2.5": "float key",
+                                      "big": 2**70}
+
+
+@pytest.mark.django_db
+def test_what_neither_encoder_can_encode_raises_the_same_type_error():
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        with transaction.atomic():
+            publish("pipeline.probe", {**PROBE, "padding": {1, 2}})
+    assert OutboxEvent.objects.count() == 0
+
 def test_importing_one_events_module_first_does_not_hide_the_others():
     import subprocess
     import sys
@@ -141,3 +212,35 @@ def test_importing_one_events_module_first_does_not_hide_the_others():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert out.stdout.strip() == "user-events", out.stderr
+
+
+@pytest.mark.django_db
+def test_bulk_rows_keep_tabs_newlines_and_backslashes_in_keys_and_data():
+    # COPY's text format gives these characters a meaning: they must arrive as they were
+    key = "a\tb\nc\\d\re\\N"
+    data = {**PROBE, "key": key, "padding": "\\N \\. \t \n \\\\ \" end\\"}
+    with transaction.atomic():
+        publish_bulk([Event("pipeline.probe", data), Event("pipeline.probe", data, key="\\.")])
+    rows = sorted(OutboxEvent.objects.values_list("key", "payload"), key=lambda r: r[0])
+    assert rows == sorted([(key, data), ("\\.", data)], key=lambda r: r[0])
+
+
+def publish_in_own_transaction() -> uuid.UUID:
+    with transaction.atomic():
+        return publish("pipeline.probe", PROBE)
+
+
+@pytest.mark.django_db
+def test_publish_in_a_broken_transaction_says_so_as_django_does():
+    from django.db.transaction import TransactionManagementError
+
+    event_id = publish_in_own_transaction()
+    with transaction.atomic():
+        with pytest.raises(IntegrityError):  # a failed save breaks the transaction
+            OutboxEvent.objects.create(event_id=event_id, type="t", topic="t", key="k",
+                                       shard_hash=0, headers={}, payload={})
+        with pytest.raises(TransactionManagementError, match="current transaction"):
+            publish("pipeline.probe", PROBE)
+        with pytest.raises(TransactionManagementError, match="current transaction"):
+            publish_bulk([Event("pipeline.probe", PROBE)])
+        transaction.set_rollback(True)

@@ -41,6 +41,8 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI and Redoc assets served from our static files, not a CDN (/api/docs/).
     "drf_spectacular_sidecar",
+    # CORS for web clients on other origins (CORS_* settings below).
+    "corsheaders",
     # Project apps: the Kafka side first so domain apps can register handlers with it.
     "outbox",
     "relay",
@@ -58,6 +60,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so its request count and time cover every other middleware (showoff/metrics.py).
     "showoff.metrics.PrometheusMiddleware",
+    # Before anything that can answer on its own (redirects, CommonMiddleware), so preflights
+    # and every answer to an allowed origin carry the CORS headers.
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -67,6 +72,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "outbox.tracing.TraceparentMiddleware",
+    # RateLimit / X-RateLimit-* headers from the throttles' state (showoff/ratelimit.py).
+    "showoff.ratelimit.RateLimitHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "showoff.urls"
@@ -167,6 +174,37 @@ KAFKA_MIN_INSYNC_REPLICAS = env.int("KAFKA_MIN_INSYNC_REPLICAS", default=1)
 # message.max.bytes and the topics as max.message.bytes, so that whatever publish accepts Kafka
 # accepts too. Raise it on brokers, topics and here together.
 KAFKA_MESSAGE_MAX_BYTES = env.int("KAFKA_MESSAGE_MAX_BYTES", default=1_000_000)
+
+# --- CORS (django-cors-headers): web apps on other origins -----------------------------------
+
+# Origins (scheme://host[:port]) whose browser pages may call the API. Development allows the
+# usual local frontend dev servers; production allows none unless set (production.py).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[
+    "http://localhost:3000", "http://127.0.0.1:3000",
+    "http://localhost:5173", "http://127.0.0.1:5173",
+])
+# Only the API; the admin and its session cookie stay same-origin.
+CORS_URLS_REGEX = r"^/api/.*$"
+# Clients authenticate with `Authorization: Bearer`, which a page sets itself and CORS allows
+# as a request header; cookies are not needed, so credentialed requests are off unless set.
+CORS_ALLOW_CREDENTIALS = env.bool("CORS_ALLOW_CREDENTIALS", default=False)
+# Request headers a page may send beyond the defaults (accept, authorization, content-type,
+# user-agent, x-csrftoken, x-requested-with, ...): the coins Idempotency-Key, the resumable
+# upload's Content-Range, Range for media, and the W3C trace context.
+CORS_ALLOW_HEADERS = [
+    "accept", "accept-encoding", "authorization", "content-type", "dnt", "origin",
+    "user-agent", "x-csrftoken", "x-requested-with",
+    "idempotency-key", "content-range", "range", "traceparent", "tracestate",
+]
+# Response headers a page may read: the rate-limit headers (showoff/ratelimit.py) and those
+# of idempotent replays and byte ranges.
+CORS_EXPOSE_HEADERS = [
+    "RateLimit", "RateLimit-Policy", "X-RateLimit-Limit", "X-RateLimit-Remaining",
+    "X-RateLimit-Reset", "Retry-After", "Idempotent-Replayed", "Content-Range",
+    "Accept-Ranges", "Content-Disposition",
+]
+# Browsers may cache a preflight this long (seconds; browsers cap it, Chromium at 7200).
+CORS_PREFLIGHT_MAX_AGE = env.int("CORS_PREFLIGHT_MAX_AGE", default=7200)
 
 # --- DRF -------------------------------------------------------------------------------------
 
@@ -428,7 +466,7 @@ CELERY_BEAT_SCHEDULE["feeds-refresh-trending"] = {
 # search (search/selectors.py, docs/api-search.md)
 # A posts query ranks at most this many of the newest matching posts (bounded work for common
 # words); a newer post gains 1 point of score (the whole relevance range) per this many seconds.
-SEARCH_POST_CANDIDATES = env.int("SEARCH_POST_CANDIDATES", default=1000)
+SEARCH_POST_CANDIDATES = env.int("SEARCH_POST_CANDIDATES", default=300)
 SEARCH_RECENCY_SECONDS = env.int("SEARCH_RECENCY_SECONDS", default=30 * 24 * 3600)
 
 # coins

@@ -43,6 +43,9 @@ ACCOUNTS_EMAIL_VERIFICATION_URL = token_link("ACCOUNTS_EMAIL_VERIFICATION_URL", 
     "ACCOUNTS_EMAIL_VERIFICATION_URL", "the frontend page a verification email links to, with "
     "{token} where the token goes, for example https://showoff.life/verify-email?token={token}."))
 
+# No other origin may call the API from a browser unless listed (https://app.example.com,...).
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
 # Health probes come over plain HTTP from inside the cluster.
