@@ -30,6 +30,7 @@ from django.utils.dateparse import parse_datetime
 
 from outbox import catalogue
 from outbox.services import Event, EventBatch
+from showoff.sqlrows import rows_param, rows_table
 
 from . import metrics
 from .metrics import CLIENT_TYPES, RESERVED, full_type
@@ -339,29 +340,25 @@ def events_aggregate(*, events: list[AggregatedEvent]) -> None:
                 sums = posts[post_id]
                 sums["unique_viewers"] = sums.get("unique_viewers", 0) + 1
         if counters:
-            rows = sorted(counters.items())
             cur.execute(
-                "INSERT INTO analytics_hourlymetric (hour, metric, dimension, value, updated_at) "
-                "SELECT h, m, d, v, now() "
-                "FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::bigint[]) "
-                "AS x(h, m, d, v) ORDER BY h, m, d "
+                "INSERT INTO analytics_hourlymetric (hour, metric, dimension, value, updated_at) "  # noqa: S608 - fixed names
+                f"SELECT c0, c1, c2, c3, now() FROM "
+                f"{rows_table(['timestamptz', 'text', 'text', 'bigint'])} ORDER BY n "
                 "ON CONFLICT (hour, metric, dimension) DO UPDATE SET "
                 "value = analytics_hourlymetric.value + EXCLUDED.value, updated_at = now()",
-                [[h for (h, _m, _d), _n in rows], [m for (_h, m, _d), _n in rows],
-                 [d for (_h, _m, d), _n in rows], [n for _k, n in rows]])
+                [rows_param((h, m, d, n) for (h, m, d), n in sorted(counters.items()))])
         if posts:
-            ordered = sorted(posts.items())
             columns = ", ".join(_POST_COLUMNS)
-            arrays = ", ".join(["%s::bigint[]"] * (len(_POST_COLUMNS) + 1))
+            values = ", ".join(f"c{i}" for i in range(len(_POST_COLUMNS) + 1))
             sets = ", ".join(f"{c} = analytics_poststats.{c} + EXCLUDED.{c}"
                              for c in _POST_COLUMNS)
             cur.execute(
                 f"INSERT INTO analytics_poststats (post_id, {columns}, updated_at) "  # noqa: S608 - column names from _POST_COLUMNS
-                f"SELECT *, now() FROM unnest({arrays}) AS x(post_id, {columns}) "
-                f"ORDER BY post_id ON CONFLICT (post_id) DO UPDATE SET {sets}, "
-                "updated_at = now()",
-                [[p for p, _s in ordered],
-                 *[[sums.get(c, 0) for _p, sums in ordered] for c in _POST_COLUMNS]])
+                f"SELECT {values}, now() FROM "
+                f"{rows_table(['bigint'] * (len(_POST_COLUMNS) + 1))} "
+                f"ORDER BY n ON CONFLICT (post_id) DO UPDATE SET {sets}, updated_at = now()",
+                [rows_param((p, *(sums.get(c, 0) for c in _POST_COLUMNS))
+                            for p, sums in sorted(posts.items()))])
         if perf:
             _insert_absent(cur, "analytics_perfsample", {
                 "event_id": "uuid", "metric": "text", "platform": "text", "app_version": "text",
@@ -376,12 +373,12 @@ def _insert_absent(cur, table: str, columns: dict[str, str], rows: list[tuple],
     if not rows:
         return []
     names = ", ".join(columns)
-    arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
+    values = ", ".join(f"c{i}" for i in range(len(columns)))
     cur.execute(
-        f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "  # noqa: S608 - fixed names
-        f"AS x({names}, n) ORDER BY n ON CONFLICT DO NOTHING"
+        f"INSERT INTO {table} ({names}) SELECT {values} FROM "  # noqa: S608 - fixed names
+        f"{rows_table(list(columns.values()))} ORDER BY n ON CONFLICT DO NOTHING"
         + (f" RETURNING {returning}" if returning else ""),
-        [list(col) for col in zip(*rows, strict=True)])
+        [rows_param(rows)])
     return cur.fetchall() if returning else []
 
 

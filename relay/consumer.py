@@ -69,6 +69,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections, transaction
 
 from outbox import catalogue, tracing
+from showoff.sqlrows import rows_param, rows_table
 
 from . import metrics
 from .cloudevents import UndecodableRecord, decode
@@ -78,18 +79,18 @@ from .registry import ConsumedEvent, PermanentError, Registration, consumers_for
 
 log = logging.getLogger("relay.consumer")
 
-# One statement for the whole batch. Sorted by event id so that two members of a group
-# overlapping during a rebalance take the inbox rows' locks in the same order (no deadlock).
-_INBOX_INSERT = """
+# One statement for the whole batch (its rows as one JSON parameter, see showoff/sqlrows.py).
+# Sorted by event id so that two members of a group overlapping during a rebalance take the
+# inbox rows' locks in the same order (no deadlock).
+_INBOX_INSERT = f"""
     INSERT INTO relay_inbox (consumer, event_id, event_type, topic, partition, "offset",
                              processed_at)
-    SELECT %s, e, t, tp, p, o, now()
-      FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::integer[], %s::bigint[])
-           AS x(e, t, tp, p, o)
-     ORDER BY e
+    SELECT %s, c0, c1, c2, c3, c4, now()
+      FROM {rows_table(["uuid", "text", "text", "integer", "bigint"])}
+     ORDER BY c0
     ON CONFLICT (consumer, event_id) DO NOTHING
     RETURNING event_id
-"""
+"""  # noqa: S608 - fixed names
 
 # Errors whose code means the group moved on without us: our partitions belong to another
 # member now, which re-reads from the last committed offset (the inbox makes that safe).
@@ -391,10 +392,9 @@ class ConsumerWorker:
         batch_calls: dict = {}
         with transaction.atomic():
             with connection.cursor() as cur:
-                cur.execute(_INBOX_INSERT, [
-                    self.name, list(first), [r.event.type for r in first.values()],
-                    [r.logical for r in first.values()], [r.tp[1] for r in first.values()],
-                    [r.offset for r in first.values()]])
+                cur.execute(_INBOX_INSERT, [self.name, rows_param(
+                    (event_id, r.event.type, r.logical, r.tp[1], r.offset)
+                    for event_id, r in first.items())])
                 fresh = {row[0] for row in cur.fetchall()}
             applied = [r for r in records if r.event.id in fresh and first[r.event.id] is r]
             for r in applied:
