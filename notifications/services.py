@@ -246,20 +246,19 @@ def notifications_route(*, requests: list[RouteRequest]) -> list[int | None]:
             actor_id if actor_id in actor_names and actor_id != recipient.pk else None,
             title, body, data.get("context") or {}, Channel.IN_APP in channels,
             data.get("bulk_id"))))
-    inserted = _notifications_insert([n for _r, _f, _c, n in planned], now)
-    pushes: list[tuple] = []
+    pushes = [row for _r, found, channels, notification in planned
+              if Channel.PUSH in channels
+              for row in _push_deliveries(notification, found.devices, found.prefs, now)]
+    inserted = _notifications_insert([n for _r, _f, _c, n in planned], pushes, now)
     follow_ups: list[Event] = []
     routed: dict[UUID, int] = {}
     for r, found, channels, notification in planned:
         if notification.request_id not in inserted:
-            continue  # routed before (a replay past the inbox)
+            continue  # routed before (a replay past the inbox): no deliveries either
         notification.pk = routed[r.request_id] = inserted[notification.request_id]
-        if Channel.PUSH in channels and found.devices:
-            pushes += _push_deliveries(notification, found.devices, found.prefs, now)
         follow_ups += _channel_requests(r, notification, channels, found, now)
-    if pushes:
-        _push_deliveries_insert(pushes, now)
-        _enqueue_after_commit([row[0] for row in pushes if not row[6]])
+    _enqueue_after_commit([row[0] for row in pushes
+                           if row[1] in inserted and not row[6]])  # not deferred
     if follow_ups:
         publish_bulk(follow_ups)
     return [routed.get(r.request_id) for r in requests]
@@ -327,71 +326,77 @@ def _channel_requests(r: RouteRequest, notification: _Routed, channels: list[str
     return out
 
 
+# The notifications of a batch and their push deliveries in one statement: a delivery is
+# written only with a notification inserted now (not one routed before), and learns its id.
+# The delivery's columns are those Django would fill for a new pending push (model instances
+# and the ORM's bulk_create cost more than the INSERT on the routing path).
 _NOTIFICATIONS_INSERT = f"""
-    INSERT INTO {{table}} (request_id, recipient_id, kind, actor_id, title, body, data, in_app,
-                         bulk_id, created_at)
-    SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, %s
-      FROM {rows_table(["uuid", "bigint", "text", "bigint", "text", "text", "jsonb", "boolean",
-                        "bigint"])}
-     ORDER BY n
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING request_id, id
+    WITH n AS (
+        INSERT INTO {{notifications}} (request_id, recipient_id, kind, actor_id, title, body,
+                                      data, in_app, bulk_id, created_at)
+        SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, %s
+          FROM {rows_table(["uuid", "bigint", "text", "bigint", "text", "text", "jsonb",
+                            "boolean", "bigint"])}
+         ORDER BY n
+        ON CONFLICT (request_id) DO NOTHING
+        RETURNING request_id, id
+    ), d AS (
+        INSERT INTO {{deliveries}} (id, channel, notification_id, recipient_id, device_id,
+                                   address, status, attempts, next_attempt_at, deferred_reason,
+                                   payload, provider_message_id, last_error, history,
+                                   created_at, updated_at)
+        SELECT r.c0, 'push', n.id, r.c2, r.c3, r.c4, 'pending', 0, r.c5, r.c6,
+               jsonb_set(r.c7, '{{{{data,notification_id}}}}', to_jsonb(n.id::text)),
+               '', '', '[]'::jsonb, %s, %s
+          FROM {rows_table(["uuid", "uuid", "bigint", "bigint", "text", "timestamptz", "text",
+                            "jsonb"])}
+          JOIN n ON n.request_id = r.c1
+         ORDER BY r.n
+    )
+    SELECT request_id, id FROM n
 """  # noqa: S608 - fixed names
 
 
-def _notifications_insert(rows: list[_Routed], now: datetime) -> dict[UUID, int]:
-    """Insert the notifications whose request was not routed before, in one statement;
-    returns request id -> new notification id for those inserted."""
+def _notifications_insert(rows: list[_Routed], pushes: list[tuple], now: datetime
+                          ) -> dict[UUID, int]:
+    """Insert the notifications whose request was not routed before, and their push
+    deliveries, in one statement; returns request id -> new notification id for those
+    inserted."""
     from django.db import connection
 
     if not rows:
         return {}
+    sql = _NOTIFICATIONS_INSERT.format(notifications=Notification._meta.db_table,
+                                       deliveries=Delivery._meta.db_table)
     with connection.cursor() as cur:
-        cur.execute(_NOTIFICATIONS_INSERT.format(table=Notification._meta.db_table), [
+        cur.execute(sql, [
             now, rows_param(
                 (n.request_id, n.recipient_id, n.kind, n.actor_id, n.title, n.body, n.data,
-                 n.in_app, n.bulk_id) for n in rows)])
+                 n.in_app, n.bulk_id) for n in rows),
+            now, now, rows_param(pushes)])
         return dict(cur.fetchall())
 
 
 def _push_deliveries(notification: _Routed, devices: list[tuple[int, str, str]],
                      prefs: selectors.Preferences, now: datetime) -> list[tuple]:
-    """The push delivery rows of one notification, one per device (`_push_deliveries_insert`
-    columns): deferred to the end of the recipient's quiet hours when inside them."""
+    """The push delivery rows of one notification, one per device (`_NOTIFICATIONS_INSERT`
+    columns; the notification's id is set in SQL): deferred to the end of the recipient's
+    quiet hours when inside them."""
+    if not devices:
+        return []
     quiet_end = prefs.quiet_until(now)
-    data = {"notification_id": str(notification.pk), "kind": notification.kind}
+    data = {"kind": notification.kind}
     for key, value in notification.data.items():
         if key.endswith("_id") and value is not None:
             data[key] = str(value)
     deferred = f"quiet hours until {_iso(quiet_end)}" if quiet_end else ""
     return [
-        (uuid.uuid4(), notification.pk, notification.recipient_id, device_id, token,
+        (uuid.uuid4(), notification.request_id, notification.recipient_id, device_id, token,
          quiet_end or now, deferred,
          {"title": notification.title, "body": notification.body, "platform": platform,
           "data": data})
         for device_id, token, platform in devices
     ]
-
-
-# The columns Django would fill for a new pending push Delivery, in one statement for a batch
-# (model instances and the ORM's bulk_create cost more than the INSERT on the routing path).
-_PUSH_DELIVERIES_INSERT = f"""
-    INSERT INTO {{table}} (id, channel, notification_id, recipient_id, device_id, address, status,
-                         attempts, next_attempt_at, deferred_reason, payload,
-                         provider_message_id, last_error, history, created_at, updated_at)
-    SELECT c0, 'push', c1, c2, c3, c4, 'pending', 0, c5, c6, c7, '', '', '[]'::jsonb, %s, %s
-      FROM {rows_table(["uuid", "bigint", "bigint", "bigint", "text", "timestamptz", "text",
-                        "jsonb"])}
-     ORDER BY n
-"""  # noqa: S608 - fixed names
-
-
-def _push_deliveries_insert(rows: list[tuple], now: datetime) -> None:
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute(_PUSH_DELIVERIES_INSERT.format(table=Delivery._meta.db_table),
-                    [now, now, rows_param(rows)])
 
 
 # --- email and SMS requests (consume email-events / sms-events) -----------------------------
