@@ -7,10 +7,11 @@
 Writer threads commit one `pipeline.probe` outbox event per transaction at `--rate` events/s in
 total; a relay process delivers them to Kafka; `--consumers` consumer processes (one group;
 default one: the figure is per process) apply each once with the batch runtime (one DB
-transaction per polled batch: inbox rows, one effect row per record, commit; batches of
-CONSUMER_BATCH_SIZE records or CONSUMER_BATCH_MS). A watcher polls the effect table every 2 ms
-and notes when each event's effect is visible (committed). Latency = effect visible - writer's
-commit returned.
+transaction per polled batch: inbox rows, the effect rows, commit; batches of
+CONSUMER_BATCH_SIZE records or CONSUMER_BATCH_MS). `--handler batch` (default) writes a batch's
+effect rows with one INSERT, `--handler record` one INSERT per record. A watcher polls the
+effect table every 2 ms and notes when each event's effect is visible (committed).
+Latency = effect visible - writer's commit returned.
 
 Baseline in the same run: the same consumer fed by raw transactional produce of one record per
 Kafka transaction at the same rate (no outbox, no relay): Kafka commit → effect visible. The
@@ -77,9 +78,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--consumers", type=int, default=1)
+    parser.add_argument("--handler", choices=["batch", "record"], default="batch",
+                        help="the probe as a batch handler (one INSERT per batch) or a record "
+                             "handler (one INSERT per record)")
     args = parser.parse_args()
 
+    load_at_start = os.getloadavg()[0]
     prefix = setup_django(db="showoff_bench_e2e")
+    from django.conf import settings
     from django.db import connection, transaction
 
     from outbox.services import publish
@@ -100,6 +106,7 @@ def main() -> None:
                                 "--poll-timeout", "0.5"],
                                imports=["relay.tests.consumer_support"],
                                RELAY_TEST_CONSUMER=CONSUMER,
+                               RELAY_TEST_BATCH="1" if args.handler == "batch" else "0",
                                **{**env, "LOG_LEVEL": "INFO"})  # "assigned" lines
                  for _ in range(args.consumers)]
     watcher = Watcher()
@@ -171,7 +178,9 @@ def main() -> None:
         print(json.dumps({
             "benchmark": "end_to_end_latency",
             "rate_per_s": args.rate, "seconds": args.seconds, "writers": args.writers,
-            "consumer_processes": args.consumers,
+            "consumer_processes": args.consumers, "handler": args.handler,
+            "batch_size": settings.CONSUMER_BATCH_SIZE, "batch_ms": settings.CONSUMER_BATCH_MS,
+            "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg()[0],
             "achieved_write_rate_per_s": round(e2e["events"] / args.seconds, 1),
             "outbox_relay_consumer": e2e,
             "baseline_raw_produce_consumer": raw,
