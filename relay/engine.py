@@ -259,21 +259,19 @@ class Relay:
                     if not self._ready():
                         break
                     delivered = self.step()
+                    self._maybe_summary()
+                    if delivered or self.retry_now:
+                        self.retry_now = False
+                        continue
+                    if once:
+                        break
+                    self._wait(self.poll_interval)
                 except LeaseLost as exc:
                     self._stand_down(str(exc))
                     if once:
                         raise RelayError(f"relay {self.shard.label}: {exc}") from None
-                    continue
                 except (DatabaseError, psycopg.Error) as exc:
                     self._wait_for_database(exc)
-                    continue
-                self._maybe_summary()
-                if delivered or self.retry_now:
-                    self.retry_now = False
-                    continue
-                if once:
-                    break
-                self._wait(self.poll_interval)
         finally:
             self.close()
 
@@ -519,15 +517,14 @@ class Relay:
         self._unrecorded_events += events
         self._unrecorded_batches += 1 if events else 0
         self._position_dirty = True
-        close_old_connections()
         now = _now()
         pos = self.position
         restored = pos.restored
         last_commit = (datetime.fromtimestamp(self.stats.last_commit_at, UTC)
                        if self.stats.last_commit_at else None)
-        with transaction.atomic(), connection.cursor() as cur:
-            cur.execute("SET LOCAL synchronous_commit TO off")
-            cur.execute(
+        self._write([
+            ("SET LOCAL synchronous_commit TO off", []),
+            (
                 "INSERT INTO relay_position (shards, shard, s_prev, s_cur, cursor_id, "
                 "restored_max_id, restored_snapshot, txid, last_id, transactional_id, "
                 "events_total, batches_total, last_commit_at, updated_at) "
@@ -550,7 +547,8 @@ class Relay:
                  str(self._last_txid) if self._last_txid is not None else None,
                  self._last_row_id, self.shard.transactional_id, self._unrecorded_events,
                  self._unrecorded_batches, last_commit, now],
-            )
+            ),
+        ])
         self._position_dirty = False
         self._unrecorded_events = self._unrecorded_batches = 0
         self._recorded_at = time.monotonic()
@@ -589,21 +587,33 @@ class Relay:
     def _record_set_aside(self, position: Position, rows: list[tuple[tuple, str, int]]) -> None:
         """Before the Kafka commit that moves past them (idempotent: a retried batch finds the
         rows already there), so an operator always sees what was not delivered."""
+        statements = []
+        for row, reason, size in rows:
+            row_id, txid, topic, key, headers, payload = row
+            statements.append((
+                "INSERT INTO relay_set_aside (outbox_id, event_id, txid, type, topic, key, "
+                "headers, payload, size_bytes, limit_bytes, reason, shards, shard, position, "
+                "set_aside_at) SELECT %s, (%s::jsonb ->> 'ce_id')::uuid, %s::xid8, "
+                "%s::jsonb ->> 'ce_type', %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, "
+                "now() ON CONFLICT (event_id) DO NOTHING",
+                [row_id, headers, txid, headers, topic, key, headers, payload, size,
+                 settings.KAFKA_MESSAGE_MAX_BYTES, reason, self.shard.shards, self.shard.shard,
+                 str(position)],
+            ))
+        self._write(statements)
+
+    def _write(self, statements: list[tuple[str, list]]) -> None:
+        """The relay's only writes (position copy, set-aside events), in one short transaction.
+        With a lease they go through the lock session, whose idle-in-transaction timeout is the
+        lease: a relay paused inside one never keeps the row locked from the relay that takes
+        the shard over (PostgreSQL ends the session, lock and transaction together)."""
+        if self.lease is not None:
+            self.lease.write(statements)
+            return
         close_old_connections()
         with transaction.atomic(), connection.cursor() as cur:
-            for row, reason, size in rows:
-                row_id, txid, topic, key, headers, payload = row
-                cur.execute(
-                    "INSERT INTO relay_set_aside (outbox_id, event_id, txid, type, topic, key, "
-                    "headers, payload, size_bytes, limit_bytes, reason, shards, shard, "
-                    "position, set_aside_at) "
-                    "SELECT %s, (%s::jsonb ->> 'ce_id')::uuid, %s::xid8, "
-                    "%s::jsonb ->> 'ce_type', %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, "
-                    "%s, %s, now() ON CONFLICT (event_id) DO NOTHING",
-                    [row_id, headers, txid, headers, topic, key, headers, payload, size,
-                     settings.KAFKA_MESSAGE_MAX_BYTES, reason, self.shard.shards,
-                     self.shard.shard, str(position)],
-                )
+            for sql, params in statements:
+                cur.execute(sql, params)
 
     # -- Kafka side ------------------------------------------------------------------------------
 
@@ -1094,7 +1104,7 @@ class Relay:
             "relay %s: %s%d events in %d batches (%.0f/s over %.0fs), position %s, lag %s",
             self.shard.label, "final: " if final else "", self.stats.events,
             self.stats.batches, self._summary_events / elapsed, elapsed, self.position,
-            f"{lag:.1f}s" if lag is not None else "n/a",
+            f"{lag:.1f}s" if lag == lag else "n/a",  # NaN: PostgreSQL did not answer
         )
         self._last_summary = time.monotonic()
         self._summary_events = 0

@@ -2,12 +2,14 @@
 
 A PostgreSQL advisory lock lives as long as the session that took it. A relay that is paused
 (SIGSTOP, a hung host, a long GC-like stall) keeps its session, so a plain lock would keep the
-hot standby out forever. Here the session that holds the lock sets `idle_session_timeout` to
-the lease: PostgreSQL itself ends the session, and so releases the lock, once the relay has sent
-nothing for that long. A heartbeat thread runs `SELECT 1` every third of the lease while the relay
-lives (a slow Kafka commit does not stop it; a paused process stops every thread). The session
-does nothing else: waiting for NOTIFY happens on another connection, since a LISTEN wait is idle
-time to PostgreSQL.
+hot standby out forever. Here the session that holds the lock sets `idle_session_timeout` (and
+`idle_in_transaction_session_timeout`) to the lease once it holds it: PostgreSQL itself ends the
+session, and so releases the lock, once the relay has sent nothing for that long. The relay's
+writes (position copy, set-aside events) go through this session too (`write`), so a relay
+paused inside one cannot keep a row locked from the relay that takes over. A heartbeat thread
+checks the lock every third of the lease while the relay lives (a slow Kafka commit does not
+stop it; a paused process stops every thread). Waiting for NOTIFY happens on another
+connection, since a LISTEN wait is idle time to PostgreSQL.
 
 The relay asks `ensure_held()` before each batch and, strictly, before every
 `init_transactions()`: a relay that lost its lease must never fence the relay that took the
@@ -73,7 +75,8 @@ class Lease:
             try:
                 conn = psycopg.connect(**connection_params(f"showoff-relay-lock {self.label}"),
                                        autocommit=True)
-                conn.execute(f"SET idle_session_timeout = {int(self.seconds * 1000):d}")
+                # A standby polls the lock at its own pace: no lease while it waits.
+                conn.execute("SET idle_session_timeout = 0")
                 self._conn = conn
                 return True
             except psycopg.Error as exc:
@@ -101,6 +104,15 @@ class Lease:
                 self._close()
                 continue
             if got:
+                try:
+                    ms = int(self.seconds * 1000)
+                    self._conn.execute(f"SET idle_session_timeout = {ms:d}")
+                    self._conn.execute(f"SET idle_in_transaction_session_timeout = {ms:d}")
+                except psycopg.Error as exc:
+                    log.warning("relay %s: lost the database session just after taking the "
+                                "shard lock (%s); reconnecting", self.label, describe(exc))
+                    self._close()
+                    continue
                 if waited:
                     log.info("relay %s: lock acquired, taking over", self.label)
                 self._lost = None
@@ -154,6 +166,23 @@ class Lease:
             raise LeaseLost(self._lost)
         if strict or time.monotonic() - self._last_ok > self.seconds / 2:
             self._query_held()
+
+    def write(self, statements: list[tuple[str, list]]) -> None:
+        """Run the statements in one transaction on the lock session."""
+        conn = self._conn
+        if conn is None or self._lost is not None:
+            raise LeaseLost(self._lost or "the shard lock was released")
+        try:
+            with self._io, conn.transaction():
+                for sql, params in statements:
+                    conn.execute(sql, params)
+        except psycopg.OperationalError as exc:
+            if conn.closed or conn.broken:
+                self._lost = (f"lost the database session holding the shard lock "
+                              f"({describe(exc)})")
+                raise LeaseLost(self._lost) from None
+            raise
+        self._last_ok = time.monotonic()
 
     # -- giving it up ---------------------------------------------------------------------------
 

@@ -273,6 +273,9 @@ def render(chart: Chart, *, width: int = 720, height: int = 260, panel_height: i
                             height=height).render(styles))
         if len(names) > 1:
             parts.append(_legend(chart, styles))
+    if names and chart.labels and not any(v is not None for n in names
+                                          for v in chart.series[n]):
+        parts.append(f'<p class="chart-empty">{escape(chart.empty_text)}</p>')
     for note in chart.notes:
         parts.append(f'<p class="chart-note">{escape(note)}</p>')
     if table and names and chart.labels:

@@ -48,7 +48,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 class RelayProcess:
-    """A `manage.py run_relay` subprocess whose output goes to a log file."""
+    """A `manage.py run_relay` subprocess whose output goes to a log file. Any still running
+    (or paused) when its test ends is killed (relay/tests/conftest.py)."""
+
+    live: list[RelayProcess] = []
+
+    @classmethod
+    def kill_leftovers(cls) -> None:
+        for relay in cls.live:
+            if relay.proc.poll() is None:
+                relay.proc.send_signal(signal.SIGCONT)
+                relay.proc.kill()
+                relay.proc.wait(10)
+        cls.live.clear()
 
     def __init__(self, log_dir: Path, *args: str, **env: str):
         self.log_path = log_dir / f"relay-{uuid.uuid4().hex[:6]}.log"
@@ -57,6 +69,7 @@ class RelayProcess:
             [sys.executable, "manage.py", "run_relay", *args],
             cwd=ROOT, env=subprocess_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
         )
+        RelayProcess.live.append(self)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -69,8 +69,11 @@ def test_the_charts_show_what_prometheus_scraped_from_the_relay_api_and_kafka(
         prometheus.wait_for('showoff_relay_events_total{shard="0/1"}', lambda v: v == 12)
         prometheus.wait_for('showoff_outbox_backlog_events{shard="0/1"}', lambda v: v == 0)
         # the records wait in Kafka: the group's lag as the brokers report it
+        # (the 12 records plus the relay's commit markers, which land a moment after the
+        # commit returns: wait until Prometheus shows what the brokers' end offsets say)
         lag = prometheus.wait_for(
-            f'sum(showoff_kafka_consumergroup_lag{{consumer="{name}"}})', lambda v: v >= 12)
+            f'sum(showoff_kafka_consumergroup_lag{{consumer="{name}"}})',
+            lambda v: v >= 12 and v == _end_total())
         time.sleep(3)  # a few more scrapes at that lag
         # then the consumer applies them and dead-letters the bad one
         _caught_up(workers(name), group_for(name))
@@ -92,9 +95,7 @@ def test_the_charts_show_what_prometheus_scraped_from_the_relay_api_and_kafka(
         # exactly the lag Kafka reported before the consumer ran: 12 records plus the relay's
         # commit markers (from the brokers' end offsets, independently of the chart's query)
         lags = _seen(_chart(past, "consumer-lag").series[name])
-        end_total = sum(p["end"] for t in _topics_now() if t.name == topic_name(TOPIC)
-                        for p in t.partitions)
-        assert max(lags) == lag == end_total
+        assert max(lags) == lag == _end_total()
         assert lags[-1] == 0 and all(float(v).is_integer() for v in lags)
         dead = _seen(_chart(past, "dead-letters").series[TOPIC])
         assert dead[0] == 0 and dead[-1] == 1
@@ -106,7 +107,8 @@ def test_the_charts_show_what_prometheus_scraped_from_the_relay_api_and_kafka(
         page = browser.execute_script("""
           const lights = Array.from(document.querySelectorAll('#state li.light')).map(l => ({
             kind: l.dataset.kind, name: l.dataset.name, level: l.dataset.level,
-            reason: l.querySelector('.reason').textContent}));
+            reason: l.querySelector('.reason').textContent,
+            runbook: (l.querySelector('a.runbook') || {}).href || null}));
           const charts = Array.from(document.querySelectorAll('#history figure.chart')).map(f => ({
             chart: f.dataset.chart, unit: f.dataset.unit,
             panels: Array.from(f.querySelectorAll('svg.chart-panel')).map(s => ({
@@ -123,6 +125,14 @@ def test_the_charts_show_what_prometheus_scraped_from_the_relay_api_and_kafka(
         assert lights[("shard", "0/1")]["level"] == "ok"
         assert lights[("shard", "0/1")]["reason"] == "all delivered"
         assert lights[("group", name)]["level"] == "ok"
+        # the app's own `analytics` group reads this topic too, and no process of it runs:
+        # red, which group, how many records wait, since when, and where to read what to do
+        analytics = lights[("group", "analytics")]
+        assert analytics["level"] == "bad"
+        assert re.fullmatch(r"no consumer running; \d+ records wait, since \d\d:\d\d UTC",
+                            analytics["reason"]), analytics
+        assert analytics["runbook"] == (
+            f"{live_server.url}/admin/pipeline/runbook/#2-messages-not-consumed")
         assert lights[("dead-letters", "Dead letters")]["level"] == "warn"
         assert f"1 in {TOPIC}" in lights[("dead-letters", "Dead letters")]["reason"]
         charts = {c["chart"]: c for c in page["charts"]}
@@ -144,7 +154,8 @@ def test_the_charts_show_what_prometheus_scraped_from_the_relay_api_and_kafka(
             assert relay.terminate() == 0, relay.output()
 
 
-def _topics_now():
+def _end_total() -> int:
+    """The analytics topic's end offsets (last stable offsets), summed, from the brokers."""
     from relay.admin_pipeline import topics_state
 
-    return topics_state()
+    return next(t.end_total for t in topics_state() if t.name == topic_name(TOPIC))

@@ -19,26 +19,18 @@ from relay.engine import Relay, RelayError, Shard
 from relay.kafka import make_producer, topic_name
 from relay.models import RelayPosition
 from relay.position import Position, Snapshot
-from relay.testing import database_url, delete_topics, read_all
+from relay.testing import database_url, read_all
 
 from .relay_helpers import (
     COUNTER_TABLE,
     RelayProcess,
     Writers,
     assert_exactly_once_in_order,
-    create_relay_topics,
     drain,
     ensure_counter_table,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def relay_topics(kafka_prefix):
-    names = create_relay_topics()
-    yield names
-    delete_topics(names)
 
 
 def _probe(key: str, seq: int = 0) -> uuid.UUID:

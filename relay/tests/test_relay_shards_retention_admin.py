@@ -11,18 +11,10 @@ from outbox.services import Event, publish_bulk, shard_hash
 from relay.engine import Relay, Shard
 from relay.retention import outbox_prune
 from relay.selectors import shard_states
-from relay.testing import delete_topics
 
-from .relay_helpers import assert_exactly_once_in_order, create_relay_topics, drain
+from .relay_helpers import assert_exactly_once_in_order, drain
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def relay_topics(kafka_prefix):
-    names = create_relay_topics()
-    yield names
-    delete_topics(names)
 
 
 _seq = itertools.count(1)

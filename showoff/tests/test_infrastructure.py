@@ -86,3 +86,16 @@ def test_consumer_config_is_read_committed_with_manual_commits():
         assert conf["enable.auto.commit"] is False
     finally:
         consumer.close()
+
+
+def test_make_test_collects_every_folder_that_has_tests():
+    # A new app's tests must run in CI: pytest only looks under `testpaths`.
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    testpaths = set(tomllib.loads((root / "pyproject.toml").read_text())
+                    ["tool"]["pytest"]["ini_options"]["testpaths"])
+    with_tests = {p.relative_to(root).parts[0] for p in root.glob("*/**/test_*.py")
+                  if not p.relative_to(root).parts[0].startswith(".")}
+    assert with_tests - testpaths == set()
