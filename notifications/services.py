@@ -229,7 +229,7 @@ def notifications_route(*, requests: list[RouteRequest]) -> list[int | None]:
         if found is None:
             raise RecipientMissing(f"request {r.request_id}: no user {data['recipient_id']}")
         recipient, prefs = found.recipient, found.prefs
-        if not recipient.is_active or recipient.deleted_at is not None:
+        if not recipient.is_active or recipient.deleted:
             log.info("notification %s not sent: user %s is inactive", r.request_id,
                      recipient.pk)
             continue
@@ -309,7 +309,7 @@ def _channel_requests(r: RouteRequest, notification: _Routed, channels: list[str
             "notification_id": notification.pk,
             "requested_at": _iso(now),
         }, event_id=uuid.uuid5(_NAMESPACE, f"{r.request_id}:email"), extra_headers=r.headers))
-    if Channel.SMS in channels and recipient.phone and recipient.phone_verified_at:
+    if Channel.SMS in channels and recipient.phone and recipient.phone_verified:
         out.append(Event("sms.requested", {
             "phone": recipient.phone,
             "kind": kind.sms_kind,
