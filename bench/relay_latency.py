@@ -231,6 +231,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="threads per writer process")
     parser.add_argument("--hold", type=float, default=10,
                         help="seconds the unrelated transaction stays open")
+    parser.add_argument("--relay-nice", type=int, default=0,
+                        help="diagnostic: run the relay process at this nice level (negative "
+                             "needs root), to see how much of its latency is CPU contention")
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
     parser.add_argument("--system", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
@@ -267,7 +270,8 @@ def main() -> None:
     reset_outbox()
     work = Path(tempfile.mkdtemp(prefix="relay-latency-"))
     seen_file = work / "seen.tsv"
-    relay = subprocess.Popen([sys.executable, "manage.py", "run_relay"], cwd=ROOT,
+    nice = ["nice", "-n", str(args.relay_nice)] if args.relay_nice else []
+    relay = subprocess.Popen([*nice, sys.executable, "manage.py", "run_relay"], cwd=ROOT,
                              env=dict(os.environ, LOG_LEVEL="WARNING"))
     receiver = subprocess.Popen([sys.executable, str(HERE), "--role", "receiver", "--topic",
                                  topic, "--out", str(seen_file)], cwd=ROOT)
@@ -320,6 +324,7 @@ def main() -> None:
             "benchmark": "relay_latency",
             "seconds_per_run": args.seconds, "rounds": args.rounds,
             "writer_processes": args.processes, "threads_per_process": args.threads,
+            "relay_nice": args.relay_nice,
             "load_average_at_end": os.getloadavg(),
             "targets_ms": TARGETS,
             "conditions": out,
