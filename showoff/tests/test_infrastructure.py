@@ -99,3 +99,21 @@ def test_make_test_collects_every_folder_that_has_tests():
     with_tests = {p.relative_to(root).parts[0] for p in root.glob("*/**/test_*.py")
                   if not p.relative_to(root).parts[0].startswith(".")}
     assert with_tests - testpaths == set()
+
+
+def test_a_new_kraft_cluster_id_never_starts_with_a_dash(monkeypatch):
+    # `kafka-storage format -t -abc...` reads the id as an option: scripts/services must draw
+    # again (base64url starts with "-" when the first byte is 0xf8-0xfb).
+    import importlib.machinery
+    import importlib.util
+    import uuid
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "services"
+    loader = importlib.machinery.SourceFileLoader("showoff_services_script", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    services = importlib.util.module_from_spec(spec)
+    loader.exec_module(services)
+    draws = iter([uuid.UUID(bytes=b"\xf8" + b"\x01" * 15), uuid.UUID(bytes=b"\x01" * 16)])
+    monkeypatch.setattr(services.uuid, "uuid4", lambda: next(draws))
+    assert services.new_cluster_id() == "AQEBAQEBAQEBAQEBAQEBAQ"

@@ -165,7 +165,9 @@ def test_metrics_of_several_gunicorn_workers_add_up(tmp_path):
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: fetch(f"{base}/healthz"), timeout=60, what="gunicorn")
+        # Ready when /metrics answers: a /healthz poll that timed out on our side under load
+        # would still be served, and counted, after the baseline below is read.
+        wait_for(lambda: fetch(f"{base}/metrics"), timeout=60, what="gunicorn")
         warm = value(fetch(f"{base}/metrics"), "showoff_http_requests_total",
                      view="healthz", method="GET", status="200") or 0
         # when: 60 requests from 6 concurrent clients, so every worker gets some
