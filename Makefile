@@ -34,6 +34,7 @@ topics: migrate
 
 ## run: the whole system (services, migrations, topics, then every process in the Procfile).
 run: topics
+	$(PY) manage.py coins_dev_setup
 	$(PY) manage.py collectstatic --noinput -v0
 	rm -rf .local/prometheus && mkdir -p .local/prometheus
 	PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/.local/prometheus PATH=$(CURDIR)/$(VENV)/bin:$$PATH \

@@ -1,4 +1,5 @@
-"""Shared test fixtures: the real PostgreSQL (pytest-django) and the real Kafka broker.
+"""Shared test fixtures: the real PostgreSQL (pytest-django), the real Kafka broker and the
+real Redis cache.
 
 Each test that touches Kafka gets its own topic prefix, so tests sharing the one local broker
 never see each other's records.
@@ -9,11 +10,20 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.core.cache import cache
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 
 from relay import testing as kt
 from showoff.tests.redis_cache import redis_cache  # noqa: F401 - fixture for every app's tests
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The real Redis cache, scoped to this run's key prefix (showoff/settings/test.py): each
+    test starts without the throttle counters and revoked tokens of the one before."""
+    yield
+    cache.clear()
 
 
 @pytest.fixture

@@ -12,10 +12,17 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.serializers import TokenRefreshSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenRefreshView
 
-from showoff.drf import ScopedEmailThrottle, client_ip, object_id
+from showoff.drf import (
+    InputSerializer,
+    ScopedEmailThrottle,
+    StrictJsonTypes,
+    client_ip,
+    object_id,
+)
 
 from . import selectors, services
 from .authentication import revoke_access_token
@@ -39,7 +46,7 @@ class PublicUserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_avatar_url(self, user: User) -> str | None:
-        return user.avatar.url if user.avatar else None
+        return _absolute(self.context.get("request"), services.avatar_url(user))
 
 
 class ProfileSerializer(PublicUserSerializer):
@@ -75,7 +82,7 @@ class MeSerializer(PublicUserSerializer):
         return user.phone_verified_at is not None
 
 
-class RegisterInputSerializer(serializers.Serializer):
+class RegisterInputSerializer(InputSerializer):
     username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()],
                                      required=False, help_text="Optional when an email is "
                                      "given (then derived from it).")
@@ -85,7 +92,7 @@ class RegisterInputSerializer(serializers.Serializer):
     display_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
 
 
-class LoginInputSerializer(serializers.Serializer):
+class LoginInputSerializer(InputSerializer):
     login = serializers.CharField(max_length=254, help_text="Username or email address.")
     password = serializers.CharField(write_only=True, max_length=128)
 
@@ -99,16 +106,16 @@ class LoginOutputSerializer(TokenPairSerializer):
     user = MeSerializer()
 
 
-class LogoutInputSerializer(serializers.Serializer):
+class LogoutInputSerializer(InputSerializer):
     refresh = serializers.CharField(max_length=2000)
 
 
-class ProfileUpdateInputSerializer(serializers.Serializer):
+class ProfileUpdateInputSerializer(InputSerializer):
     display_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
     bio = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class AvatarInputSerializer(serializers.Serializer):
+class AvatarInputSerializer(InputSerializer):
     avatar = serializers.FileField(help_text="JPEG, PNG, WebP or GIF, at most "
                                    "ACCOUNTS_AVATAR_MAX_BYTES and 4096 pixels a side.")
 
@@ -117,21 +124,21 @@ class AvatarOutputSerializer(serializers.Serializer):
     avatar_url = serializers.CharField(allow_null=True)
 
 
-class EmailChangeInputSerializer(serializers.Serializer):
+class EmailChangeInputSerializer(InputSerializer):
     new_email = serializers.EmailField()
     password = serializers.CharField(write_only=True, max_length=128)
 
 
-class PasswordChangeInputSerializer(serializers.Serializer):
+class PasswordChangeInputSerializer(InputSerializer):
     old_password = serializers.CharField(write_only=True, max_length=128)
     new_password = serializers.CharField(write_only=True, max_length=128)
 
 
-class PasswordConfirmInputSerializer(serializers.Serializer):
+class PasswordConfirmInputSerializer(InputSerializer):
     password = serializers.CharField(write_only=True, max_length=128)
 
 
-class PhoneCodeInputSerializer(serializers.Serializer):
+class PhoneCodeInputSerializer(InputSerializer):
     phone = serializers.RegexField(PHONE_REGEX, help_text=PHONE_HELP, error_messages={
         "invalid": "Enter the phone number in international format, for example "
                    "+14155550123."})
@@ -147,7 +154,14 @@ class PhoneVerifyInputSerializer(PhoneCodeInputSerializer):
                                   error_messages={"invalid": "The code is 6 digits."})
 
 
-class PasswordResetInputSerializer(serializers.Serializer):
+def _absolute(request, url: str | None) -> str | None:
+    """Absolute URLs for clients (events and the database keep the site-relative path)."""
+    if url is None or request is None:
+        return url
+    return request.build_absolute_uri(url)
+
+
+class PasswordResetInputSerializer(InputSerializer):
     email = serializers.EmailField(max_length=254)
 
 
@@ -155,7 +169,7 @@ class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class TokenInputSerializer(serializers.Serializer):
+class TokenInputSerializer(InputSerializer):
     token = serializers.CharField(max_length=200, help_text="The token from the emailed link.")
 
 
@@ -192,7 +206,8 @@ class RegisterApi(APIView):
             email=data.get("email") or None, display_name=data.get("display_name", ""),
             ip=client_ip(request),
         )
-        return Response(MeSerializer(user).data, status=status.HTTP_201_CREATED)
+        return Response(MeSerializer(user, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class LoginApi(APIView):
@@ -209,13 +224,18 @@ class LoginApi(APIView):
             user_agent=request.META.get("HTTP_USER_AGENT", ""),
         )
         return Response({"access": tokens.access, "refresh": tokens.refresh,
-                         "user": MeSerializer(user).data})
+                         "user": MeSerializer(user, context={"request": request}).data})
+
+
+class RefreshInputSerializer(StrictJsonTypes, TokenRefreshSerializer):
+    pass
 
 
 class RefreshApi(TokenRefreshView):
     """Exchange a refresh token for a new pair; the old refresh token is revoked (rotation)."""
 
     throttle_scope = "login"
+    serializer_class = RefreshInputSerializer
 
     @extend_schema(tags=["auth"])
     def post(self, request, *args, **kwargs):
@@ -332,14 +352,14 @@ class EmailVerificationApi(APIView):
 class MeApi(APIView):
     @extend_schema(tags=["profile"], responses={200: MeSerializer})
     def get(self, request):
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(request.user, context={"request": request}).data)
 
     @extend_schema(tags=["profile"], request=ProfileUpdateInputSerializer,
                    responses={200: MeSerializer})
     def patch(self, request):
         data = _valid(ProfileUpdateInputSerializer, request)
         services.user_profile_update(user=request.user, **data)
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(request.user, context={"request": request}).data)
 
 
 class AvatarApi(APIView):
@@ -350,7 +370,7 @@ class AvatarApi(APIView):
     def put(self, request):
         data = _valid(AvatarInputSerializer, request)
         url = services.user_avatar_set(user=request.user, avatar=data["avatar"])
-        return Response({"avatar_url": url})
+        return Response({"avatar_url": _absolute(request, url)})
 
     @extend_schema(tags=["profile"], request=None, responses={200: AvatarOutputSerializer})
     def delete(self, request):
@@ -379,7 +399,7 @@ class UserDetailApi(APIView):
         user.posts_count = post_count_by_author(author_id=user.pk)
         user.followed_by_me = social_selectors.is_following(follower=request.user,
                                                             followee_id=user.pk)
-        return Response(ProfileSerializer(user).data)
+        return Response(ProfileSerializer(user, context={"request": request}).data)
 
 
 # --- account changes ----------------------------------------------------------------------
@@ -392,7 +412,7 @@ class EmailChangeApi(APIView):
         data = _valid(EmailChangeInputSerializer, request)
         services.user_email_change(user=request.user, password=data["password"],
                                    new_email=data["new_email"], ip=client_ip(request))
-        return Response(MeSerializer(request.user).data)
+        return Response(MeSerializer(request.user, context={"request": request}).data)
 
 
 class PasswordChangeApi(APIView):
@@ -452,4 +472,4 @@ class PhoneVerifyApi(APIView):
         data = _valid(PhoneVerifyInputSerializer, request)
         user = services.phone_code_verify(user=request.user, phone=data["phone"],
                                           code=data["code"])
-        return Response(MeSerializer(user).data)
+        return Response(MeSerializer(user, context={"request": request}).data)

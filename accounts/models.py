@@ -5,6 +5,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from media.storage import PublicMediaStorage
+
 PHONE_VALIDATOR = RegexValidator(
     r"^\+[1-9][0-9]{7,14}$",
     "Enter the phone number in international format, for example +14155550123.",
@@ -28,7 +30,9 @@ class User(AbstractUser):
     email = models.EmailField("email address", unique=True, null=True, blank=True)
     display_name = models.CharField(max_length=80, blank=True)
     bio = models.TextField(max_length=500, blank=True)
-    avatar = models.ImageField(upload_to=avatar_path, blank=True)
+    # In the media storage (local or S3, shared by every web worker), served at a stable public
+    # URL (media/storage.py).
+    avatar = models.ImageField(upload_to=avatar_path, storage=PublicMediaStorage(), blank=True)
     # Bumped on each upload so a new avatar gets a new URL (caches never serve the old one).
     avatar_version = models.PositiveIntegerField(default=0)
     phone = models.CharField(max_length=16, null=True, blank=True, unique=True,

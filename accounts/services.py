@@ -39,7 +39,8 @@ def _now_iso(now) -> str:
     return now.isoformat().replace("+00:00", "Z")
 
 
-def _avatar_url(user: User) -> str | None:
+def avatar_url(user: User) -> str | None:
+    """The avatar's stable site-relative URL (`/media/avatars/...`), or None."""
     return user.avatar.url if user.avatar else None
 
 
@@ -210,11 +211,11 @@ def user_avatar_set(*, user: User, avatar: UploadedFile | None) -> str | None:
             user.avatar = ""
         user.save(update_fields=["avatar", "avatar_version"])
         publish("user.profile_updated", {"user_id": user.pk,
-                                         "changed": {"avatar_url": _avatar_url(user)}})
+                                         "changed": {"avatar_url": avatar_url(user)}})
         if old_name:
             storage = user.avatar.storage
             transaction.on_commit(lambda: storage.delete(old_name))
-    return _avatar_url(user)
+    return avatar_url(user)
 
 
 # --- account changes ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from posts.models import Post
 from posts.selectors import post_get
-from showoff.drf import client_ip, object_id
+from showoff.drf import InputSerializer, cap_echo, client_ip, object_id
 from showoff.ratelimit import RecordsRateLimit
 
 from . import selectors, services
@@ -54,7 +54,7 @@ class IngestThrottle(RecordsRateLimit, throttling.SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
-class EventBatchInputSerializer(serializers.Serializer):
+class EventBatchInputSerializer(InputSerializer):
     device_id = serializers.RegexField(
         r"^[A-Za-z0-9._:-]{1,64}$", max_length=64,
         help_text="The app installation: stable per install, letters, digits and . _ : -.",
@@ -99,6 +99,16 @@ class IngestOutputSerializer(serializers.Serializer):
     results = ItemResultSerializer(many=True)
 
 
+def _echo_id(client_id):
+    """The item's id as sent when it is a string or a number (capped); any other shape is
+    not an id and is answered as null (the result's `index` still names the item)."""
+    if isinstance(client_id, str):
+        return cap_echo(client_id)
+    if isinstance(client_id, int | float) and not isinstance(client_id, bool):
+        return client_id
+    return None
+
+
 class ClientEventsApi(APIView):
     """Accept a batch of client behaviour and performance events."""
 
@@ -122,9 +132,10 @@ class ClientEventsApi(APIView):
             "accepted": sum(r.status == "accepted" for r in results),
             "duplicates": sum(r.status == "duplicate" for r in results),
             "rejected": sum(r.status == "rejected" for r in results),
-            "results": [{"index": r.index, "id": r.id, "status": r.status,
+            # A rejected item's id and messages may quote a huge input: capped (showoff/drf.py).
+            "results": [{"index": r.index, "id": _echo_id(r.id), "status": r.status,
                          "event_id": str(r.event_id) if r.event_id else None,
-                         "errors": r.errors} for r in results],
+                         "errors": cap_echo(r.errors)} for r in results],
         }
         # Already the shape of IngestOutputSerializer (documented above): running a serializer
         # over every item cost as much as writing the events (bench/analytics_ingest_http.py).

@@ -10,11 +10,12 @@ from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from showoff.drf import CursorPage, InputSerializer
 
 from . import selectors, services
 from .errors import CoinsError
@@ -61,10 +62,9 @@ def _page_of(name: str, item: serializers.Serializer):
     })
 
 
-class HistoryPagination(CursorPagination):
+class HistoryPagination(CursorPage):
     ordering = "-id"
     page_size = 50
-    page_size_query_param = "page_size"
     max_page_size = 200
 
 
@@ -122,7 +122,8 @@ class HistoryApi(CoinsApi):
         summary="Your ledger entries, newest first (cursor-paginated)",
     )
     def get(self, request: Request) -> Response:
-        kinds = [k for raw in request.query_params.getlist("kind") for k in raw.split(",") if k]
+        # (an empty kind, `?kind=` or `a,,b`, is refused like any unknown one)
+        kinds = [k for raw in request.query_params.getlist("kind") for k in raw.split(",")]
         filters = HistoryFilter(data={"kind": kinds})
         filters.is_valid(raise_exception=True)
         qs = selectors.wallet_history(user=request.user,
@@ -147,7 +148,7 @@ class PackageListApi(CoinsApi):
         return Response(PackageOutput(CoinPackage.objects.filter(active=True), many=True).data)
 
 
-class PurchaseInput(serializers.Serializer):
+class PurchaseInput(InputSerializer):
     package_id = serializers.PrimaryKeyRelatedField(
         queryset=CoinPackage.objects.filter(active=True), source="package",
         error_messages={"does_not_exist": "No coin package {pk_value} is on sale."},
@@ -238,7 +239,7 @@ class PaymentWebhookApi(APIView):
 # --- transfers and tips ----------------------------------------------------------------------
 
 
-class TransferInput(serializers.Serializer):
+class TransferInput(InputSerializer):
     recipient_id = serializers.PrimaryKeyRelatedField(
         queryset=User.objects.all(), source="recipient", required=False, allow_null=True,
         help_text="Required unless post_id is given (a tip goes to the post's author).",
@@ -295,7 +296,7 @@ class TransferCreateApi(CoinsApi):
 # --- rewards ---------------------------------------------------------------------------------
 
 
-class RewardClaimInput(serializers.Serializer):
+class RewardClaimInput(InputSerializer):
     rule = serializers.SlugField(max_length=64)
 
 
@@ -322,7 +323,7 @@ class RewardClaimApi(CoinsApi):
 # --- withdrawals -----------------------------------------------------------------------------
 
 
-class WithdrawalInput(serializers.Serializer):
+class WithdrawalInput(InputSerializer):
     amount = serializers.IntegerField(max_value=MAX_COINS)
     destination = serializers.CharField(max_length=255)
 

@@ -118,6 +118,8 @@ class Entry(models.Model):
 
     class Meta:
         db_table = "coins_entry"
+        verbose_name = "ledger entry"
+        verbose_name_plural = "ledger entries"
         constraints = [
             models.CheckConstraint(condition=~Q(amount=0), name="coins_entry_amount_non_zero"),
         ]

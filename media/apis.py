@@ -10,6 +10,7 @@
   `Content-Range: bytes start-end/size` (as many as needed; 409 tells where to resume) →
   `POST uploads/<id>/complete/` → 201 with the video. `GET uploads/<id>/` tells the offset.
 - `GET files/<token>`: the bytes behind a signed URL (local storage only), with Range support.
+- `GET /media/<name>` (outside /api/): a public image (avatar) at its stable URL.
 """
 
 from __future__ import annotations
@@ -23,16 +24,22 @@ from pathlib import Path
 from django.conf import settings
 from django.core import signing
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
+from django.http import (
+    FileResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_safe
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, permissions, serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from showoff.drf import InputSerializer
 
 from . import selectors, services
 from . import storage as media_storage
@@ -185,7 +192,7 @@ def _too_large() -> exceptions.ValidationError:
 class VideoListCreateApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
-    class VideoUploadInputSerializer(serializers.Serializer):
+    class VideoUploadInputSerializer(InputSerializer):
         file = serializers.FileField(allow_empty_file=False)
         title = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                       default="")
@@ -203,7 +210,7 @@ class VideoListCreateApi(APIView):
                    responses={200: VideoOutputSerializer(many=True)})
     def get(self, request):
         status_filter = request.query_params.get("status")
-        if status_filter and status_filter not in Video.Status.values:
+        if status_filter is not None and status_filter not in Video.Status.values:
             raise exceptions.ValidationError(
                 {"status": [f"Use one of: {', '.join(Video.Status.values)}."]})
         videos = selectors.video_list_for_owner(user=request.user, status=status_filter)[:100]
@@ -285,9 +292,9 @@ def _own_session(request, session_id) -> UploadSession:
 
 
 class UploadSessionCreateApi(APIView):
-    class UploadSessionCreateInputSerializer(serializers.Serializer):
+    class UploadSessionCreateInputSerializer(InputSerializer):
         size = serializers.IntegerField(min_value=1)
-        filename = serializers.CharField(max_length=255, required=False, allow_blank=True,
+        filename = serializers.CharField(max_length=1024, required=False, allow_blank=True,
                                          default="")
         title = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                       default="")
@@ -389,21 +396,88 @@ def _chunks(path: str, start: int, length: int, block: int = 256 * 1024):
             yield data
 
 
-@require_safe
-def serve_file(request, token: str):
-    """The file a signed token names. The token is the permission: the API checked who may see
-    the video when it handed the link out, as S3 does with a presigned URL."""
-    try:
-        name = media_storage.name_from_token(token)
-    except signing.SignatureExpired:
-        return HttpResponse("This link has expired; fetch the video again for a new one.\n",
-                            status=403, content_type="text/plain")
-    except signing.BadSignature:
-        raise Http404("no such file")
+def _file_error(status_code: int, type_: str, detail: str) -> JsonResponse:
+    # The API's error shape here too: this view is plain Django (it streams bytes), not DRF.
+    return JsonResponse({"type": type_, "detail": detail}, status=status_code)
+
+
+def _method_not_allowed(request) -> JsonResponse | None:
+    if request.method in ("GET", "HEAD"):
+        return None
+    response = _file_error(405, "method_not_allowed", f'Method "{request.method}" not allowed.')
+    response["Allow"] = "GET, HEAD"
+    return response
+
+
+class FileApi(APIView):
+    """`GET /api/media/files/<token>`: the file a signed token names, with HTTP Range. The token
+    is the permission: the API checked who may see the video when it handed the link out, as S3
+    does with a presigned URL, so there is no sign-in (and no throttle: players fetch ranges)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+    throttle_classes: list = []
+
+    def perform_content_negotiation(self, request, force=False):
+        # Any Accept header is fine (a player's, an <img> tag's): the answer is the file, or a
+        # JSON error, never rendered from a negotiated type.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(
+        tags=["media"], operation_id="media_files_retrieve",
+        parameters=[OpenApiParameter("token", str, OpenApiParameter.PATH,
+                                     pattern=r"^[A-Za-z0-9_.:-]+$",
+                                     description="The signed token of a URL the API gave out."),
+                    OpenApiParameter("Range", str, OpenApiParameter.HEADER,
+                                     description="bytes=<first>-<last>, bytes=<first>- or "
+                                                 "bytes=-<suffix length>.")],
+        responses={
+            (200, "video/mp4"): OpenApiTypes.BINARY,
+            (200, "image/jpeg"): OpenApiTypes.BINARY,
+            (206, "video/mp4"): OpenApiTypes.BINARY,
+            (206, "image/jpeg"): OpenApiTypes.BINARY,
+            403: OpenApiResponse(description="The link has expired (`link_expired`)."),
+            404: OpenApiResponse(description="No such file, or a tampered token."),
+            416: OpenApiResponse(description="The range is outside the file."),
+        },
+        summary="The bytes behind a signed rendition, thumbnail or preview URL",
+    )
+    def get(self, request, token: str):
+        try:
+            name = media_storage.name_from_token(token)
+        except signing.SignatureExpired:
+            return _file_error(403, "link_expired", "This link has expired; fetch the video "
+                                                    "again for a new one.")
+        except signing.BadSignature:
+            return _file_error(404, "not_found", "No such file.")
+        storage = media_storage.video_storage()
+        if not media_storage.is_local(storage) or not storage.exists(name):
+            return _file_error(404, "not_found", "No such file.")
+        return _local_file_response(request, storage.path(name), name,
+                                    cache_control="private, max-age=3600")
+
+
+def serve_public(request, name: str):
+    """A public image (an avatar) at its stable URL: the file with local storage, a redirect
+    to a fresh presigned (or CDN) URL with S3. Every upload gets a new name, so browsers and
+    CDNs may keep it forever."""
+    if (refused := _method_not_allowed(request)) is not None:
+        return refused
     storage = media_storage.video_storage()
-    if not media_storage.is_local(storage) or not storage.exists(name):
-        raise Http404("no such file")
-    path = storage.path(name)
+    if (not name.startswith(media_storage.PUBLIC_PREFIXES) or ".." in name.split("/")
+            or not storage.exists(name)):
+        return _file_error(404, "not_found", "No such file.")
+    if not media_storage.is_local(storage):
+        response = HttpResponseRedirect(storage.url(name))
+        # The presigned target expires: never cache the redirect longer than half its life.
+        response["Cache-Control"] = f"public, max-age={settings.MEDIA_URL_EXPIRE_SECONDS // 2}"
+        return response
+    return _local_file_response(request, storage.path(name), name,
+                                cache_control="public, max-age=31536000, immutable")
+
+
+def _local_file_response(request, path: str, name: str, *, cache_control: str):
+    """The bytes of a local file, with HTTP Range (video players seek with it)."""
     size = os.path.getsize(path)
     ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
     match = _BYTES.match(request.headers.get("Range", "").strip())
@@ -415,7 +489,8 @@ def serve_file(request, token: str):
             start = max(0, size - int(match[2]))
             end = size - 1
         if start >= size or end < start:
-            response = HttpResponse(status=416)
+            response = _file_error(416, "range_not_satisfiable",
+                                   f"The file has {size} bytes; ask for a range inside it.")
             response["Content-Range"] = f"bytes */{size}"
             return response
         length = end - start + 1
@@ -426,5 +501,5 @@ def serve_file(request, token: str):
     else:
         response = FileResponse(open(path, "rb"), content_type=ctype)  # noqa: SIM115
     response["Accept-Ranges"] = "bytes"
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = cache_control
     return response

@@ -10,6 +10,7 @@ renditions, and a loser deletes its own files. Lock order everywhere: job, then 
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.db.models import Q
@@ -106,6 +108,21 @@ def _local_path(file: UploadedFile) -> Iterator[Path]:
         yield Path(tmp.name)
 
 
+def upload_filename_clean(name: str) -> str:
+    """A client's file name as Django cleans a multipart upload's (the direct upload), for
+    names that arrive another way (a resumable upload's JSON): HTML entities decoded, any folder
+    dropped (`/` and `\\`), unprintable characters removed, at most 255 characters keeping the
+    extension; "" when nothing is left. Only ever shown back to its owner."""
+    name = html.unescape(name).rsplit("/")[-1].rsplit("\\")[-1]
+    name = "".join(c for c in name if c.isprintable())
+    if name in {"", ".", ".."}:
+        return ""
+    try:
+        return UploadedFile(name=name).name or ""
+    except SuspiciousFileOperation:
+        return ""
+
+
 def video_create_from_path(*, owner, path: Path, original_filename: str = "",
                            title: str = "") -> Video:
     """Probe the file at `path`, store it and record the Video with its `video.uploaded`.
@@ -179,7 +196,7 @@ def upload_session_create(*, owner, size: int, filename: str = "", title: str = 
                           ) -> UploadSession:
     video_check_size(size=size)
     session = UploadSession.objects.create(
-        owner=owner, size_bytes=size, filename=filename[:255], title=title,
+        owner=owner, size_bytes=size, filename=upload_filename_clean(filename), title=title,
         expires_at=timezone.now() + timedelta(hours=settings.MEDIA_UPLOAD_SESSION_HOURS),
     )
     path = _part_path(session.id)

@@ -8,6 +8,12 @@ API then hands out presigned URLs, or plain ones under `MEDIA_S3_CUSTOM_DOMAIN` 
 
 The storage is built from the `MEDIA_*` settings rather than `STORAGES`, so production's
 `STORAGES` (static files) and media never step on each other.
+
+Public images (avatars) live in the same storage, under `PUBLIC_PREFIXES`, behind stable
+unsigned URLs on this site (`/media/<name>`, `serve_public` in media/apis.py): the file itself
+with local storage, a redirect to a fresh presigned (or CDN) URL with S3. Their names change with
+each upload, so those URLs can be cached forever and never expire inside an event or a cached
+profile.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from django.core import signing
 from django.core.exceptions import ImproperlyConfigured
 from django.core.files.storage import FileSystemStorage, Storage
 from django.urls import reverse
+from django.utils.deconstruct import deconstructible
 
 _SALT = "media.file"
 _cache: dict[tuple, Storage] = {}
@@ -84,6 +91,46 @@ def video_storage() -> Storage:
 
 def is_local(storage: Storage) -> bool:
     return isinstance(storage, FileSystemStorage)
+
+
+# Only files under these folders are public (served without a signature).
+PUBLIC_PREFIXES = ("avatars/",)
+
+
+@deconstructible
+class PublicMediaStorage(Storage):
+    """The storage of public images (a model field's `storage`): reads and writes go to the
+    media storage as configured at call time (local or S3; tests change it per test), URLs
+    are this site's stable `/media/<name>`."""
+
+    def _open(self, name, mode="rb"):
+        return video_storage().open(name, mode)
+
+    def _save(self, name, content):
+        return video_storage().save(name, content)
+
+    def get_available_name(self, name, max_length=None):
+        return video_storage().get_available_name(name, max_length=max_length)
+
+    def delete(self, name):
+        video_storage().delete(name)
+
+    def exists(self, name):
+        return video_storage().exists(name)
+
+    def size(self, name):
+        return video_storage().size(name)
+
+    def url(self, name):
+        return public_url(name)
+
+
+def public_url(name: str, *, request=None) -> str:
+    """The stable URL of a public file (`PUBLIC_PREFIXES`), absolute when a request is given."""
+    if not name.startswith(PUBLIC_PREFIXES):
+        raise ValueError(f"{name!r} is not under a public folder {PUBLIC_PREFIXES}.")
+    path = reverse("public-media", kwargs={"name": name})
+    return request.build_absolute_uri(path) if request is not None else path
 
 
 def file_url(name: str, *, request=None) -> str:

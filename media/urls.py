@@ -13,5 +13,5 @@ urlpatterns = [
     path("uploads/<uuid:session_id>/", apis.UploadSessionApi.as_view(), name="upload"),
     path("uploads/<uuid:session_id>/complete/", apis.UploadSessionCompleteApi.as_view(),
          name="upload-complete"),
-    path("files/<str:token>", apis.serve_file, name="file"),
+    path("files/<str:token>", apis.FileApi.as_view(), name="file"),
 ]

@@ -7,13 +7,12 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from showoff.drf import object_id
+from showoff.drf import CursorPage, InputSerializer, object_id
 
 from . import kinds, selectors, services
 from .kinds import Channel
@@ -29,10 +28,9 @@ class JsonApi(APIView):
 # --- in-app ---------------------------------------------------------------------------------
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(CursorPage):
     ordering = "-id"
     page_size = 30
-    page_size_query_param = "page_size"
     max_page_size = 100
 
 
@@ -104,7 +102,7 @@ class MarkReadApi(JsonApi):
         return Response(NotificationOutput(notification).data)
 
 
-class MarkAllReadInput(serializers.Serializer):
+class MarkAllReadInput(InputSerializer):
     up_to = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1,
                                      help_text="Only notifications with this id or older (the "
                                                "newest one shown), so a new one stays unread.")
@@ -124,13 +122,13 @@ class MarkAllReadApi(JsonApi):
 # --- preferences ----------------------------------------------------------------------------
 
 
-class QuietHoursSerializer(serializers.Serializer):
+class QuietHoursSerializer(InputSerializer):
     start = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
     end = serializers.TimeField(format="%H:%M", input_formats=["%H:%M"])
     timezone = serializers.CharField(max_length=64, default="UTC")
 
 
-class ChoiceInput(serializers.Serializer):
+class ChoiceInput(InputSerializer):
     kind = serializers.ChoiceField(choices=sorted(kinds.KINDS))
     channel = serializers.ChoiceField(choices=Channel.CHOICES)
     enabled = serializers.BooleanField()
@@ -150,7 +148,7 @@ class PreferencesOutput(serializers.Serializer):
     language = serializers.CharField()
 
 
-class PreferencesInput(serializers.Serializer):
+class PreferencesInput(InputSerializer):
     channels = ChoiceInput(many=True, required=False, max_length=200)
     quiet_hours = QuietHoursSerializer(required=False, allow_null=True)
     language = serializers.CharField(required=False, allow_blank=True, max_length=10)
@@ -196,7 +194,7 @@ class DeviceOutput(serializers.ModelSerializer):
         fields = ["id", "platform", "token", "created_at", "last_registered_at"]
 
 
-class DeviceInput(serializers.Serializer):
+class DeviceInput(InputSerializer):
     platform = serializers.ChoiceField(choices=Device.Platform.choices)
     token = serializers.CharField(max_length=512, min_length=8, trim_whitespace=True)
 
@@ -260,7 +258,7 @@ class UnsubscribeApi(APIView):
 # --- bulk (staff) ---------------------------------------------------------------------------
 
 
-class SegmentInput(serializers.Serializer):
+class SegmentInput(InputSerializer):
     all = serializers.BooleanField(required=False)
     joined_after = serializers.DateField(required=False)
     joined_before = serializers.DateField(required=False)
@@ -284,7 +282,7 @@ class SegmentInput(serializers.Serializer):
         return out
 
 
-class BulkInput(serializers.Serializer):
+class BulkInput(InputSerializer):
     kind = serializers.ChoiceField(choices=["announcement", "marketing"], default="announcement")
     title = serializers.CharField(max_length=255)
     body = serializers.CharField(max_length=2000)

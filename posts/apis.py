@@ -9,12 +9,11 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, permissions, serializers, status
 from rest_framework.exceptions import NotFound
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.apis import PublicUserSerializer
-from showoff.drf import client_ip, object_id
+from showoff.drf import CursorPage, InputSerializer, client_ip, object_id
 
 from . import selectors, services
 from .models import Comment, Post
@@ -33,7 +32,7 @@ class PostSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PostCreateInputSerializer(serializers.Serializer):
+class PostCreateInputSerializer(InputSerializer):
     text = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="",
                                  trim_whitespace=False)
     video_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, allow_null=True,
@@ -41,7 +40,7 @@ class PostCreateInputSerializer(serializers.Serializer):
                                         help_text="A video from the media app (optional).")
 
 
-class PostUpdateInputSerializer(serializers.Serializer):
+class PostUpdateInputSerializer(InputSerializer):
     text = serializers.CharField(max_length=2000, allow_blank=True, required=False,
                                  trim_whitespace=False)
     video_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, allow_null=True,
@@ -57,7 +56,7 @@ class CommentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CommentCreateInputSerializer(serializers.Serializer):
+class CommentCreateInputSerializer(InputSerializer):
     text = serializers.CharField(max_length=2000)
 
 
@@ -73,10 +72,9 @@ class ViewOutputSerializer(serializers.Serializer):
     view_count = serializers.IntegerField()
 
 
-class NewestFirst(CursorPagination):
+class NewestFirst(CursorPage):
     ordering = ("-created_at", "-id")
     page_size = 20
-    page_size_query_param = "page_size"
     max_page_size = 100
 
 
@@ -117,7 +115,8 @@ class PostFeedApi(generics.ListAPIView):
         post = services.post_create(author=request.user, text=data["text"],
                                     video_id=data["video_id"])
         post.liked_by_me = False  # new: nobody has liked it yet (saves a re-read)
-        return Response(PostSerializer(post).data, status=status.HTTP_201_CREATED)
+        return Response(PostSerializer(post, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class UserPostsApi(generics.ListAPIView):
@@ -141,7 +140,8 @@ class PostDetailApi(APIView):
 
     @extend_schema(tags=["posts"], responses={200: PostSerializer})
     def get(self, request, post_id: int):
-        return Response(PostSerializer(_post_or_404(request, post_id)).data)
+        post = _post_or_404(request, post_id)
+        return Response(PostSerializer(post, context={"request": request}).data)
 
     @extend_schema(tags=["posts"], request=PostUpdateInputSerializer,
                    responses={200: PostSerializer})
@@ -149,7 +149,7 @@ class PostDetailApi(APIView):
         post = _post_or_404(request, post_id)
         data = _valid(PostUpdateInputSerializer, request)
         services.post_update(post=post, actor=request.user, **data)
-        return Response(PostSerializer(post).data)
+        return Response(PostSerializer(post, context={"request": request}).data)
 
     @extend_schema(tags=["posts"], responses={204: None})
     def delete(self, request, post_id: int):
@@ -211,7 +211,8 @@ class PostCommentsApi(generics.ListAPIView):
         data = _valid(CommentCreateInputSerializer, request)
         comment = services.comment_create(post_id=object_id(post_id, "post"),
                                           author=request.user, text=data["text"])
-        return Response(CommentSerializer(comment).data, status=status.HTTP_201_CREATED)
+        return Response(CommentSerializer(comment, context={"request": request}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class CommentDetailApi(APIView):

@@ -91,6 +91,7 @@ class InboxEntry(models.Model):
 
     class Meta:
         db_table = "relay_inbox"
+        verbose_name_plural = "inbox entries"
         constraints = [
             models.UniqueConstraint(fields=["consumer", "event_id"], name="relay_inbox_once"),
         ]

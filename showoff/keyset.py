@@ -18,7 +18,7 @@ from typing import Any
 from rest_framework import serializers
 from rest_framework.utils.urls import replace_query_param
 
-from .drf import MAX_ID, InvalidCursor
+from .drf import MAX_ID, InvalidCursor, page_size_param
 
 CURSOR_PARAM = "cursor"
 PAGE_SIZE_PARAM = "page_size"
@@ -57,13 +57,8 @@ def decode_cursor(request, kinds: Sequence[type]) -> tuple | None:
 
 
 def page_size(request, *, default: int = 20, maximum: int = 100) -> int:
-    """`?page_size=`, as DRF's cursor pagination reads it: clamped to 1..maximum, the
-    default when missing or not a whole number."""
-    try:
-        n = int(request.query_params.get(PAGE_SIZE_PARAM, default))
-    except (TypeError, ValueError):
-        return default
-    return max(1, min(n, maximum))
+    """`?page_size=`, read as every paged list of the API reads it (showoff.drf)."""
+    return page_size_param(request, default=default, maximum=maximum, name=PAGE_SIZE_PARAM)
 
 
 def next_link(request, position: Sequence[Any] | None) -> str | None:

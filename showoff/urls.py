@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
     SpectacularSwaggerView,
 )
 
-from . import health, metrics
+from media import apis as media_apis
+
+from . import drf, health, metrics
 
 api_patterns: list = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -22,6 +24,8 @@ api_patterns: list = [
     path("media/", include("media.urls")),
     path("notifications/", include("notifications.urls")),
     path("analytics/", include("analytics.urls")),
+    # Last: whatever no view matched is a JSON 404, with DEBUG on too (showoff/drf.py).
+    re_path(r"^(?P<unmatched>.*)$", drf.api_not_found),
 ]
 
 urlpatterns = [
@@ -33,6 +37,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include(api_patterns)),
+    # Public images (avatars) at stable URLs, in every environment (media/storage.py).
+    path("media/<path:name>", media_apis.serve_public, name="public-media"),
 ]
 
 # JSON for /api/ paths that match no view (an id that is not a number, a typo).

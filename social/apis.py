@@ -13,7 +13,7 @@ from accounts.apis import PublicUserSerializer
 from accounts.models import User
 from accounts.selectors import user_public_get
 from posts.apis import NewestFirst
-from showoff.drf import MAX_ID, object_id
+from showoff.drf import MAX_ID, InputSerializer, object_id
 
 from . import selectors, services
 from .models import Block, Follow, Report
@@ -57,7 +57,7 @@ class BlockedUserSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ReportInputSerializer(serializers.Serializer):
+class ReportInputSerializer(InputSerializer):
     target_type = serializers.ChoiceField(choices=Report.Target.choices)
     target_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     reason = serializers.ChoiceField(choices=Report.Reason.choices)

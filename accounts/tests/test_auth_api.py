@@ -57,7 +57,7 @@ def test_register_without_email_is_allowed(anon):
         ({"username": "erin", "password": "password"}, "password", "too common"),
         ({"username": "bad name!", "password": PASSWORD}, "username", "valid username"),
         ({"username": "erin", "password": PASSWORD, "email": "nope"}, "email", "valid email"),
-        ({"username": ["erin"], "password": PASSWORD}, "username", "valid string"),
+        ({"username": ["erin"], "password": PASSWORD}, "username", "expected a string"),
     ],
 )
 def test_register_rejects_bad_input_with_field_errors(anon, payload, field, message_part):

@@ -33,7 +33,7 @@ def test_a_form_body_with_too_many_fields_is_a_400_not_a_500(as_alice):
     from urllib.parse import urlencode
 
     body = urlencode({f"f{i}": "x" for i in range(1500)})
-    resp = as_alice.generic("POST", "/api/posts/", body,
+    resp = as_alice.generic("PUT", "/api/me/avatar/", body,  # a form endpoint
                             content_type="application/x-www-form-urlencoded")
     assert resp.status_code == 400
     assert resp.json()["type"] == "parse_error"

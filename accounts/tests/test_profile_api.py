@@ -89,22 +89,53 @@ def test_unknown_or_deactivated_users_are_404(anon, alice):
 # --- avatar ---------------------------------------------------------------------------------
 
 
-def test_avatar_upload_stores_the_image_and_announces_its_url(as_alice, alice):
+@pytest.fixture
+def media_folder(settings, tmp_path):
+    settings.MEDIA_STORAGE = "local"
+    settings.MEDIA_STORAGE_LOCATION = str(tmp_path)
+    return tmp_path
+
+
+def test_avatar_upload_stores_the_image_and_announces_its_url(
+        as_alice, alice, anon, media_folder, django_capture_on_commit_callbacks):
     # when
+    image = _png()
     resp = as_alice.put("/api/me/avatar/", {"avatar": SimpleUploadedFile(
-        "me.png", _png(), content_type="image/png")}, format="multipart")
-    # then
+        "me.png", image, content_type="image/png")}, format="multipart")
+    # then: stored in the media storage, at a stable absolute URL anyone can fetch
     assert resp.status_code == 200, resp.json()
     url = resp.json()["avatar_url"]
-    assert url.endswith(f"avatars/{alice.pk}/1.png")
-    alice.refresh_from_db()
-    assert alice.avatar.storage.exists(alice.avatar.name)
+    assert url == f"http://testserver/media/avatars/{alice.pk}/1.png"
+    assert (media_folder / f"avatars/{alice.pk}/1.png").read_bytes() == image
+    fetched = anon.get(url)
+    assert fetched.status_code == 200
+    assert fetched["Content-Type"] == "image/png"
+    assert fetched["Cache-Control"] == "public, max-age=31536000, immutable"
+    assert b"".join(fetched.streaming_content) == image
+    assert anon.get(f"/api/users/{alice.pk}/").json()["avatar_url"] == url
     [event] = events("user.profile_updated")
-    assert event.payload == {"user_id": alice.pk, "changed": {"avatar_url": url}}
-    # and removing it
-    assert as_alice.delete("/api/me/avatar/").json() == {"avatar_url": None}
+    assert event.payload == {"user_id": alice.pk,
+                             "changed": {"avatar_url": f"/media/avatars/{alice.pk}/1.png"}}
+    # and removing it deletes the file: its URL is a JSON 404
+    with django_capture_on_commit_callbacks(execute=True):
+        assert as_alice.delete("/api/me/avatar/").json() == {"avatar_url": None}
     alice.refresh_from_db()
     assert not alice.avatar
+    assert not (media_folder / f"avatars/{alice.pk}/1.png").exists()
+    gone = anon.get(url)
+    assert (gone.status_code, gone.json()["type"]) == (404, "not_found")
+
+
+def test_only_public_folders_are_served_without_a_signature(anon, media_folder):
+    # given: a video source next to the avatars in the same storage
+    (media_folder / "videos" / "k").mkdir(parents=True)
+    (media_folder / "videos" / "k" / "source.mp4").write_bytes(b"private")
+    (media_folder / "avatars").mkdir()
+    # then: neither its path nor a way around the prefix serves it
+    for path in ("/media/videos/k/source.mp4", "/media/avatars/../videos/k/source.mp4",
+                 "/media/avatars/%2e%2e/videos/k/source.mp4"):
+        resp = anon.get(path)
+        assert resp.status_code == 404, path
 
 
 def test_avatar_rejects_a_file_that_is_not_an_image(as_alice):

@@ -64,15 +64,16 @@ def test_history_filters_by_kind(alice, bob, as_alice):
     assert kinds({"kind": "purchase"}) == []
 
 
-def test_history_unknown_kind_is_a_400(as_alice):
-    response = as_alice.get("/api/coins/history/", {"kind": "gift"})
+@pytest.mark.parametrize("kind", ["gift", "", "transfer,,tip"])
+def test_history_unknown_kind_is_a_400(as_alice, kind):
+    response = as_alice.get("/api/coins/history/", {"kind": kind})
     assert response.status_code == 400
     assert "kind" in response.json()["errors"]
 
 
-def test_history_bad_cursor_is_a_404_not_a_500(as_alice):
+def test_history_bad_cursor_is_a_400_not_a_500(as_alice):
     response = as_alice.get("/api/coins/history/", {"cursor": "garbage"})
-    assert response.status_code == 404
+    assert (response.status_code, response.json()["type"]) == (400, "invalid_cursor")
 
 
 # --- Idempotency-Key -------------------------------------------------------------------------

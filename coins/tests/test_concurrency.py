@@ -22,12 +22,14 @@ from django.db.models import Sum
 from coins import ledger, locks, services
 from coins.errors import InsufficientFunds, InvalidState
 from coins.models import (
+    Adjustment,
     CoinPackage,
     PurchaseOrder,
     RewardGrant,
     SystemAccount,
     Transfer,
     Wallet,
+    Withdrawal,
 )
 from coins.payments import test_signature
 from outbox.models import OutboxEvent
@@ -129,38 +131,58 @@ def test_random_concurrent_mixed_operations_never_deadlock(settings):
     def worker(seed):
         def run():
             r = random.Random(seed)
-            errors, mine = [], []
+            errors, mine, done = [], [], Counter()
             for _ in range(40):
                 a, b = r.sample(users, 2)
                 choice = r.random()
                 try:
                     if choice < 0.4:
                         services.coins_transfer(sender=a, recipient=b, amount=r.randint(1, 40))
+                        done["transfer"] += 1
                     elif choice < 0.6:
                         mine.append(services.withdrawal_request(
                             user=a, amount=r.randint(1, 40), destination="d").pk)
+                        done["withdrawal"] += 1
                     elif choice < 0.8 and mine:
                         wid = mine.pop(r.randrange(len(mine)))
                         if r.random() < 0.5:
                             services.withdrawal_approve(withdrawal_id=wid, operator=op)
+                            done["approved"] += 1
                         else:
                             services.withdrawal_reject(withdrawal_id=wid, operator=op,
                                                        reason="r")
+                            done["rejected"] += 1
                     elif choice < 0.9:
-                        services.reward_grant(user_id=a.pk, rule_code="daily_login")
+                        _, created = services.reward_grant(user_id=a.pk, rule_code="daily_login")
+                        done["grant"] += created
                     else:
                         services.wallet_adjust(user=a, amount=r.randint(-20, 20) or 1,
                                                reason="r", operator=op)
+                        done["adjustment"] += 1
                 except expected:
-                    pass
+                    done["refused"] += 1
                 except Exception as exc:  # noqa: BLE001 - a deadlock would land here
                     errors.append(repr(exc))
-            return errors
+            return errors, done
         return run
 
     results = run_concurrently([worker(rng.random()) for _ in range(6)])
     assert [r for r in results if isinstance(r, Exception)] == []
-    assert [e for errors in results for e in errors] == []
+    assert [e for errors, _ in results for e in errors] == []
+    done = sum((d for _, d in results), Counter())
+    # Every kind of operation really ran, concurrently, and most attempts went through: a run
+    # where everything is refused (or nothing runs) proves nothing about deadlocks.
+    assert {"transfer", "withdrawal", "approved", "rejected", "grant", "adjustment"} <= {
+        k for k, v in done.items() if v > 0}, done
+    attempts = 6 * 40
+    assert done.total() - done["refused"] >= attempts // 2, done
+    # and what each worker counted is what the database holds
+    assert Transfer.objects.count() == done["transfer"]
+    assert Withdrawal.objects.count() == done["withdrawal"]
+    assert Withdrawal.objects.filter(status="completed").count() == done["approved"]
+    assert Withdrawal.objects.filter(status="rejected").count() == done["rejected"]
+    assert RewardGrant.objects.count() == done["grant"]
+    assert Adjustment.objects.count() == done["adjustment"] + len(users)  # + the funding
     assert_ledger_consistent()
     assert Wallet.objects.filter(user__isnull=False, balance__lt=0).count() == 0
 

@@ -230,3 +230,38 @@ def test_resumable_upload_refuses_to_complete_early_and_hides_others_sessions(
     assert errors_of(too_big)["size"] == [
         "The file is 953674 MB; videos can be at most 512 MB."]
     _nothing_left(storage_root)
+
+
+NASTY_NAMES = ["../x.mp4", "..\\..\\win\\x.mp4", "/etc/passwd/clip.mp4", "a\x07b\u200bc.mp4",
+               "&lt;b&gt;.mp4", "n" * 300 + ".mp4"]
+
+
+@pytest.mark.parametrize("name", NASTY_NAMES)
+def test_resumable_and_direct_uploads_clean_the_file_name_the_same_way(
+        api, make_clip, storage_root, name):
+    # given: the same clip and client file name sent both ways
+    data = make_clip("320x240", 1).read_bytes()
+    direct = upload(api, make_clip("320x240", 1), name=name)
+    assert direct.status_code == 201, direct.content
+    created = api.post("/api/media/uploads/", {"size": len(data), "filename": name},
+                       format="json")
+    url = f"/api/media/uploads/{created.json()['id']}/"
+    api.put(url, data, content_type="application/octet-stream",
+            HTTP_CONTENT_RANGE=f"bytes 0-{len(data) - 1}/{len(data)}")
+    # when
+    resumed = api.post(f"{url}complete/")
+    # then: one name, no folder in it, what the direct upload stored
+    assert resumed.status_code == 201, resumed.content
+    direct_name = Video.objects.get(pk=direct.json()["id"]).original_filename
+    resumed_name = Video.objects.get(pk=resumed.json()["id"]).original_filename
+    assert resumed_name == direct_name
+    assert UploadSession.objects.get().filename == direct_name
+    assert "/" not in direct_name and "\\" not in direct_name and ".." not in direct_name
+    assert direct_name.endswith(".mp4") and len(direct_name) <= 255
+
+
+@pytest.mark.parametrize("name", ["..", ".", "../", ""])
+def test_a_file_name_that_is_only_a_path_is_kept_as_no_name(api, name):
+    created = api.post("/api/media/uploads/", {"size": 10, "filename": name}, format="json")
+    assert created.status_code == 201, created.content
+    assert UploadSession.objects.get().filename == ""

@@ -13,7 +13,6 @@ import pytest
 import redis
 from django.conf import settings
 
-from accounts.tests.fixtures import _fresh_throttles  # noqa: F401
 from notifications.backends import reset_backends
 from notifications.backends.push import MemoryPushBackend
 from notifications.backends.sms import MemorySmsBackend

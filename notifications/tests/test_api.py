@@ -98,7 +98,7 @@ def test_the_inbox_needs_a_sign_in_and_refuses_bad_input():
     assert client_for(None).get(API).status_code == 401
     bad = client_for(me).get(API, {"unread": "perhaps"})
     assert bad.status_code == 400 and "unread" in bad.json()["errors"]
-    assert client_for(me).get(API, {"cursor": "garbage"}).status_code == 404
+    assert client_for(me).get(API, {"cursor": "garbage"}).status_code == 400
     assert client_for(me).post(f"{API}read-all/", {"up_to": -1}).status_code == 400
     assert client_for(me).post(f"{API}{2**63}/read/").status_code == 404
 

@@ -89,7 +89,7 @@ def test_feed_is_newest_first_with_a_cursor(anon, alice, bob):
     assert [p["id"] for p in page2["results"]] == ids[::-1][2:4]
     assert [p["id"] for p in page3["results"]] == ids[::-1][4:]
     assert page3["next"] is None
-    assert anon.get("/api/posts/?cursor=bogus").status_code == 404
+    assert anon.get("/api/posts/?cursor=bogus").json()["type"] == "invalid_cursor"
 
 
 def test_users_posts_lists_only_theirs(anon, alice, bob):

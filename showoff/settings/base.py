@@ -129,10 +129,14 @@ MEDIA_ROOT = BASE_DIR / env("MEDIA_ROOT", default=".local/media")  # relative to
 # --- cache and Redis -------------------------------------------------------------------------
 
 REDIS_URL = env("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Throttle counters and revoked access tokens live here: one Redis shared by every web worker.
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "showoff.cache.PrefixScopedRedisCache",
         "LOCATION": env("CACHE_URL", default=REDIS_URL.rsplit("/", 1)[0] + "/1"),
+        # Lets several environments share one Redis database; cache.clear() then clears only
+        # this prefix's keys (showoff/cache.py).
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default=""),
     }
 }
 
@@ -217,11 +221,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # Write endpoints take JSON, with strict types (showoff.drf.StrictJsonTypes); the file
+    # uploads (avatar, video) declare multipart themselves.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "EXCEPTION_HANDLER": "showoff.drf.exception_handler",
     "NON_FIELD_ERRORS_KEY": "non_field_errors",
@@ -258,8 +260,19 @@ SIMPLE_JWT = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "ShowOff.life API",
-    "DESCRIPTION": "Accounts, posts, likes, comments and views. Authenticate with "
-    "`Authorization: Bearer <access token>` from `POST /api/auth/login/`.",
+    "DESCRIPTION": (
+        "The ShowOff.life API: accounts and profiles, posts with likes, comments and views, "
+        "video uploads and transcoded renditions, coins (wallet, purchases, transfers and "
+        "tips, rewards, withdrawals), notifications (in-app, push devices, preferences) and "
+        "analytics (client event ingestion, post stats, staff metrics).\n\n"
+        "Authenticate with `Authorization: Bearer <access token>` from "
+        "`POST /api/auth/login/`.\n\n"
+        "Request bodies are JSON (`Content-Type: application/json`), except the file uploads "
+        "(`multipart/form-data`). Types are strict: each field must have the JSON type this "
+        "schema gives it (a string is never read as a number, nor a number as a string), or "
+        "the request is a 400 naming the field. Every error, under `/api/` and whatever the "
+        "status, is JSON in the `Error` shape."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/",
@@ -270,6 +283,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "showoff.drf.document_error_responses",
+        "showoff.drf.add_links",
     ],
 }
 
@@ -482,7 +496,11 @@ COINS_WITHDRAWAL_FEE_BPS = env.int("COINS_WITHDRAWAL_FEE_BPS", default=0)
 COINS_PAYMENT_PROVIDER = env("COINS_PAYMENT_PROVIDER", default="test")
 COINS_PAYOUT_PROVIDER = env("COINS_PAYOUT_PROVIDER", default="test")
 # HMAC-SHA256 secret shared with the payment provider; the webhook refuses everything unset.
-COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="")
+# Development (DEBUG on) has a well-known default so a fresh `make run` can buy coins with the
+# test provider; production.py never uses it.
+COINS_DEV_WEBHOOK_SECRET = "dev-webhook-secret-not-for-production"
+COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="") or (
+    COINS_DEV_WEBHOOK_SECRET if DEBUG else "")
 # A signed webhook older (or newer) than this many seconds is refused.
 COINS_PAYMENT_WEBHOOK_TOLERANCE = env.int("COINS_PAYMENT_WEBHOOK_TOLERANCE", default=300)
 # A post reaching this many likes earns its author the post_engagement reward (once per post).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import LOG_FORMATS, LOGGING, env, token_link
+from .base import COINS_DEV_WEBHOOK_SECRET, LOG_FORMATS, LOGGING, env, token_link
 
 
 def _required(name: str, hint: str) -> str:
@@ -30,6 +30,13 @@ ALLOWED_HOSTS = [
     ).split(",")
     if h.strip()
 ]
+
+# Only from the environment: the development default must never sign real payments.
+COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="")
+if COINS_PAYMENT_WEBHOOK_SECRET == COINS_DEV_WEBHOOK_SECRET:
+    raise ImproperlyConfigured(
+        "COINS_PAYMENT_WEBHOOK_SECRET is the development default; set the secret your payment "
+        "provider gave you.")
 
 # No local Prometheus to assume in production: set PROMETHEUS_URL to the one that scrapes you.
 PROMETHEUS_URL = env("PROMETHEUS_URL", default="")

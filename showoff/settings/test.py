@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import secrets
+
 from .base import *  # noqa: F403
 from .base import env
 
 DEBUG = False
+# As in production: no webhook secret unless a test sets one.
+COINS_PAYMENT_WEBHOOK_SECRET = env("COINS_PAYMENT_WEBHOOK_SECRET", default="")
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-# Throttle counters must not leak between tests through a shared Redis.
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The real Redis cache, as in production (throttles and logout revocation shared by every
+# worker process). Runs sharing the one Redis stay apart by their key prefix: the test
+# database's name and a random part, unless CACHE_KEY_PREFIX names one (the subprocesses a test
+# starts get the run's prefix that way). The root conftest clears the run's keys after each
+# test, so no throttle counter leaks into the next.
+CACHES = {
+    "default": {
+        **CACHES["default"],  # noqa: F405
+        "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="")
+        or f"test:{env('TEST_DATABASE_NAME', default='test_showoff')}:{secrets.token_hex(4)}",
+    }
+}
 MEDIA_ROOT = BASE_DIR / ".local" / "test-media"  # noqa: F405
 # Each run gets its own topics; fixtures narrow this further per test.
 KAFKA_TOPIC_PREFIX = env("KAFKA_TOPIC_PREFIX", default="test.")

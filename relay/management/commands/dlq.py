@@ -1,4 +1,5 @@
-"""`manage.py dlq list|replay <topic>`: inspect and replay dead letters (relay/dlq.py)."""
+"""`manage.py dlq list [<topic>]|replay <topic>`: inspect and replay dead letters
+(relay/dlq.py); `dlq list` alone gives an overview of every dead-letter topic."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ class Command(cli.OperatorCommand):
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION",
                                     parser_class=cli.OneLineParser)
-        ls = sub.add_parser("list", help="Dead letters with reason, origin, attempts, status.")
-        ls.add_argument("topic", help="Logical topic (post-events); reads post-events.dlq.")
+        ls = sub.add_parser("list", help="Dead letters with reason, origin, attempts, status; "
+                                         "without a topic, an overview of every DLQ.")
+        ls.add_argument("topic", nargs="?",
+                        help="Logical topic (post-events); reads post-events.dlq.")
         ls.add_argument("--consumer", help="Only this consumer's dead letters.")
         ls.add_argument("--full", action="store_true", help="Do not shorten error messages.")
 
@@ -35,6 +38,9 @@ class Command(cli.OperatorCommand):
 
     def handle(self, *args, **opts):
         ensure_enabled(f"dlq {opts['action']}")
+        if opts["action"] == "list" and not opts["topic"]:
+            self.overview(consumer=opts["consumer"])
+            return
         topic = opts["topic"].removesuffix(".dlq")
         if topic not in TOPICS:
             raise CommandError(f"unknown topic {opts['topic']!r}; topics are: "
@@ -49,6 +55,39 @@ class Command(cli.OperatorCommand):
             self.list(topic, letters, full=opts["full"])
         else:
             self.replay(topic, letters, opts)
+
+    def overview(self, *, consumer: str | None) -> None:
+        """One line per dead-letter topic, in the catalogue's order."""
+        rows = []
+        total = pending = 0
+        missing = False
+        for topic in TOPICS:
+            try:
+                letters = dlq.read_dead_letters(topic)
+            except dlq.DeadLetterError as exc:
+                if "does not exist" not in str(exc):
+                    raise CommandError(str(exc)) from None
+                missing = True
+                rows.append((dlq_topic_name(topic), "missing", "-", "-", "-", "-", "-", "-"))
+                continue
+            if consumer:
+                letters = [d for d in letters if d.consumer == consumer]
+            states = list(dlq.status_of(letters).values())
+            times = sorted(d.h(dlq.H_TIME) for d in letters if d.h(dlq.H_TIME))
+            consumers = ",".join(sorted({d.consumer for d in letters if d.consumer})) or "-"
+            rows.append((dlq_topic_name(topic), len(letters), states.count("pending"),
+                         states.count("replayed"), states.count("applied"), consumers,
+                         times[0] if times else "-", times[-1] if times else "-"))
+            total += len(letters)
+            pending += states.count("pending")
+        self.stdout.write(cli.format_table(
+            ["DLQ-TOPIC", "LETTERS", "PENDING", "REPLAYED", "APPLIED", "CONSUMERS", "OLDEST",
+             "NEWEST"], rows))
+        footer = (f"\n{total} dead letter(s), {pending} pending. Details: manage.py dlq list "
+                  "<topic>.")
+        if missing:
+            footer += " Missing topics: manage.py kafka create-topics."
+        self.stdout.write(footer)
 
     def list(self, topic: str, letters: list[dlq.DeadLetter], *, full: bool) -> None:
         if not letters:
