@@ -30,6 +30,7 @@ from django.utils.dateparse import parse_datetime
 
 from outbox import catalogue
 from outbox.services import Event, EventBatch
+from showoff.sqlrows import rows_param, rows_table
 
 from . import metrics
 from .metrics import CLIENT_TYPES, RESERVED, full_type
@@ -274,15 +275,12 @@ _POST_COLUMNS = ("views", "impressions", "unique_viewers", "likes", "unlikes", "
 
 
 def events_aggregate(*, events: list[AggregatedEvent]) -> None:
-    """Apply a batch of events' increments: summed in memory, then one statement per table
-    for the whole batch. Runs inside the consumer's batch transaction, behind the inbox, so
-    it runs once per event id; every statement is an upsert or an insert-if-absent, so
-    concurrent consumers and late or out-of-order events need no coordination, and any split
-    of a batch gives the same totals as the whole.
-
-    Lock order, the same for every batch (no deadlocks between consumer processes), rows
-    sorted within each table: active-user hours, active-user days, post viewers, hourly
-    counters, post totals, performance samples.
+    """Apply a batch of events' increments: summed in memory, then written in one statement
+    for the whole batch (`_aggregate_sql`: one round trip, each table written once). Runs
+    inside the consumer's batch transaction, behind the inbox, so it runs once per event id;
+    every write is an upsert or an insert-if-absent, so concurrent consumers and late or
+    out-of-order events need no coordination, and any split of a batch gives the same totals
+    as the whole.
     """
     now = timezone.now()
     horizon_start = now - lateness_horizon()
@@ -322,67 +320,78 @@ def events_aggregate(*, events: list[AggregatedEvent]) -> None:
         log.warning("analytics: %d event(s) older than the lateness horizon; not counted in "
                     "active users", late)
     with connection.cursor() as cur:
-        if active:
-            new = sorted((utc_day(h), u, h) for h, u in _insert_absent(
-                cur, "analytics_activeuserhour", {"hour": "timestamptz", "user_id": "bigint"},
-                sorted(active), returning="hour, user_id"))
-            for _day, _user, h in new:
-                count((utc_hour(h), "active_users", ""), 1)
-            # Only for a new hour row: an existing one was written together with its day
-            # row, and day rows outlive hour rows (see analytics_prune).
-            _insert_absent(cur, "analytics_activeuserday", {"day": "date", "user_id": "bigint"},
-                           sorted({(d, u) for d, u, _h in new}))
-        if viewers:
-            for (post_id,) in _insert_absent(
-                    cur, "analytics_postviewer", {"post_id": "bigint", "viewer_key": "text"},
-                    sorted(viewers), returning="post_id"):
-                sums = posts[post_id]
-                sums["unique_viewers"] = sums.get("unique_viewers", 0) + 1
-        if counters:
-            rows = sorted(counters.items())
-            cur.execute(
-                "INSERT INTO analytics_hourlymetric (hour, metric, dimension, value, updated_at) "
-                "SELECT h, m, d, v, now() "
-                "FROM unnest(%s::timestamptz[], %s::text[], %s::text[], %s::bigint[]) "
-                "AS x(h, m, d, v) ORDER BY h, m, d "
-                "ON CONFLICT (hour, metric, dimension) DO UPDATE SET "
-                "value = analytics_hourlymetric.value + EXCLUDED.value, updated_at = now()",
-                [[h for (h, _m, _d), _n in rows], [m for (_h, m, _d), _n in rows],
-                 [d for (_h, _m, d), _n in rows], [n for _k, n in rows]])
-        if posts:
-            ordered = sorted(posts.items())
-            columns = ", ".join(_POST_COLUMNS)
-            arrays = ", ".join(["%s::bigint[]"] * (len(_POST_COLUMNS) + 1))
-            sets = ", ".join(f"{c} = analytics_poststats.{c} + EXCLUDED.{c}"
-                             for c in _POST_COLUMNS)
-            cur.execute(
-                f"INSERT INTO analytics_poststats (post_id, {columns}, updated_at) "  # noqa: S608 - column names from _POST_COLUMNS
-                f"SELECT *, now() FROM unnest({arrays}) AS x(post_id, {columns}) "
-                f"ORDER BY post_id ON CONFLICT (post_id) DO UPDATE SET {sets}, "
-                "updated_at = now()",
-                [[p for p, _s in ordered],
-                 *[[sums.get(c, 0) for _p, sums in ordered] for c in _POST_COLUMNS]])
-        if perf:
-            _insert_absent(cur, "analytics_perfsample", {
-                "event_id": "uuid", "metric": "text", "platform": "text", "app_version": "text",
-                "occurred_at": "timestamptz", "value_ms": "integer"}, perf)
+        cur.execute(_AGGREGATE_SQL, [
+            rows_param(sorted(active)),
+            rows_param(sorted(viewers)),
+            rows_param((h, m, d, n) for (h, m, d), n in sorted(counters.items())),
+            rows_param((p, *(sums.get(c, 0) for c in _POST_COLUMNS))
+                       for p, sums in sorted(posts.items())),
+            rows_param(perf),
+        ])
 
 
-def _insert_absent(cur, table: str, columns: dict[str, str], rows: list[tuple],
-                   returning: str = "") -> list[tuple]:
-    """One `INSERT ... ON CONFLICT DO NOTHING` of `rows` (in their order: callers sort them,
-    so concurrent consumers lock rows in one order); returns the `returning` columns of the
-    rows actually inserted."""
-    if not rows:
-        return []
-    names = ", ".join(columns)
-    arrays = ", ".join(f"%s::{kind}[]" for kind in columns.values())
-    cur.execute(
-        f"INSERT INTO {table} ({names}) SELECT {names} FROM unnest({arrays}) WITH ORDINALITY "  # noqa: S608 - fixed names
-        f"AS x({names}, n) ORDER BY n ON CONFLICT DO NOTHING"
-        + (f" RETURNING {returning}" if returning else ""),
-        [list(col) for col in zip(*rows, strict=True)])
-    return cur.fetchall() if returning else []
+def _aggregate_sql() -> str:
+    """The one statement that writes a batch's aggregates (`events_aggregate`): data-modifying
+    CTEs, each table written once, new membership rows counted where they were inserted.
+
+    - new (hour, user) rows → their day rows, and +1 `active_users` per new row in its hour
+      (a day row only for a new hour row: an existing one was written together with its day
+      row, and day rows outlive hour rows, see analytics_prune);
+    - new (post, viewer) rows → +1 `unique_viewers` of the post;
+    - the hourly counters and the post totals upserted (added to), performance samples
+      inserted once per event id.
+    Rows are sorted by the caller and inserted in that order: concurrent consumers lock rows
+    of each table in one order (no deadlocks)."""
+    columns = ", ".join(_POST_COLUMNS)
+    totals = ", ".join(f"r.c{i + 1} + coalesce(v.n, 0)" if c == "unique_viewers"
+                       else f"r.c{i + 1}" for i, c in enumerate(_POST_COLUMNS))
+    sets = ", ".join(f"{c} = analytics_poststats.{c} + EXCLUDED.{c}" for c in _POST_COLUMNS)
+    return f"""
+    WITH hours AS (
+        INSERT INTO analytics_activeuserhour (hour, user_id)
+        SELECT c0, c1 FROM {rows_table(["timestamptz", "bigint"])} ORDER BY n
+        ON CONFLICT DO NOTHING RETURNING hour, user_id
+    ), days AS (
+        INSERT INTO analytics_activeuserday (day, user_id)
+        SELECT DISTINCT (hour AT TIME ZONE 'UTC')::date, user_id FROM hours ORDER BY 1, 2
+        ON CONFLICT DO NOTHING
+    ), viewers AS (
+        INSERT INTO analytics_postviewer (post_id, viewer_key)
+        SELECT c0, c1 FROM {rows_table(["bigint", "text"])} ORDER BY n
+        ON CONFLICT DO NOTHING RETURNING post_id
+    ), counters AS (
+        SELECT c0 AS hour, c1 AS metric, c2 AS dimension, c3 AS value
+          FROM {rows_table(["timestamptz", "text", "text", "bigint"])}
+        UNION ALL
+        SELECT hour, 'active_users', '', count(*) FROM hours GROUP BY hour
+    ), hourly AS (
+        INSERT INTO analytics_hourlymetric (hour, metric, dimension, value, updated_at)
+        SELECT hour, metric, dimension, sum(value), now() FROM counters
+         GROUP BY hour, metric, dimension ORDER BY hour, metric, dimension
+        ON CONFLICT (hour, metric, dimension) DO UPDATE SET
+            value = analytics_hourlymetric.value + EXCLUDED.value, updated_at = now()
+    ), new_viewers AS (
+        SELECT post_id, count(*) AS n FROM viewers GROUP BY post_id
+    ), posts AS (
+        INSERT INTO analytics_poststats (post_id, {columns}, updated_at)
+        SELECT r.c0, {totals}, now()
+          FROM {rows_table(["bigint"] * (len(_POST_COLUMNS) + 1))}
+          LEFT JOIN new_viewers v ON v.post_id = r.c0
+         ORDER BY r.n
+        ON CONFLICT (post_id) DO UPDATE SET {sets}, updated_at = now()
+    ), perf AS (
+        INSERT INTO analytics_perfsample (event_id, metric, platform, app_version, occurred_at,
+                                          value_ms)
+        SELECT c0, c1, c2, c3, c4, c5
+          FROM {rows_table(["uuid", "text", "text", "text", "timestamptz", "integer"])}
+         ORDER BY n
+        ON CONFLICT (event_id) DO NOTHING
+    )
+    SELECT 1
+    """  # noqa: S608 - fixed names
+
+
+_AGGREGATE_SQL = _aggregate_sql()
 
 
 # --- rollup and retention (Celery beat) ------------------------------------------------------

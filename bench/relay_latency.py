@@ -1,17 +1,22 @@
 """Relay latency: writer commit → record visible to a `read_committed` consumer.
 
     .venv/bin/python bench/relay_latency.py [--rates 500,2000] [--seconds 10] [--rounds 3]
-                                            [--writers 8] [--hold 10]
+                                            [--processes 4] [--threads 4] [--hold 10]
 
-Writer threads commit one `pipeline.probe` event per transaction (publish(), as a service does)
-at a steady total rate while a `manage.py run_relay` process delivers them; a read_committed
-consumer notes when each event id arrives. Each rate is measured twice: as is, and with an
-unrelated transaction (holding a transaction id) open for `--hold` seconds during the run,
-which with the old `(txid, id)` relay held every event back.
+Writer processes (`--processes`, each with `--threads` threads) commit one `pipeline.probe`
+event per transaction (publish(), as a service does) at a steady total rate while a
+`manage.py run_relay` process delivers them; a read_committed consumer process notes when each
+event id arrives. Writers and the consumer are processes of their own, so neither waits for the
+other's Python (the GIL) and each timestamp is taken where the thing happened: the commit time
+right after commit returns, the arrival time right after the consumer's poll returns (same
+machine clock). Each rate is measured twice: as is, and with an unrelated transaction (holding
+a transaction id) open for `--hold` seconds over the whole run, which with the old `(txid, id)`
+relay held every event back.
 
-Baseline in the same run: raw transactional produce of the same CloudEvents records (key,
-JSON value and headers exactly as the relay sends them), one record per Kafka transaction, at
-the same rate (enough producer threads to keep it), commit → visible to the same consumer.
+Baseline in the same run: raw transactional produce of the same CloudEvents records (key, JSON
+value and headers exactly as publish() writes them and the relay sends them), one record per
+Kafka transaction, at the same rate, from as many writer threads, commit → visible to the same
+consumer.
 
 Rounds are interleaved (relay and raw alternate which goes first, round by round); each figure
 is the median over rounds. Sanity checks, asserted: every event committed in a run is seen,
@@ -23,76 +28,55 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
-from _setup import ROOT, latencies, reset_outbox, run_writers, setup_django
+from _setup import ROOT, paced, percentile, reset_outbox, setup_django
 
 TARGETS = {"p50_ms": 10, "p99_ms": 50}
+HERE = Path(__file__).resolve()
 
 
-class Receiver(threading.Thread):
-    """Notes when each event id first arrives (read_committed), and any repeat."""
+# --- roles run in their own processes --------------------------------------------------------
 
-    def __init__(self, topic: str):
-        super().__init__(daemon=True)
-        from confluent_kafka import TopicPartition
 
-        from relay.kafka import make_consumer
+def receiver_main(topic: str, out: str) -> None:
+    """Append `event_id <TAB> unix time` for every record seen, from the end of the topic."""
+    from confluent_kafka import TopicPartition
 
-        self.seen: dict[str, float] = {}
-        self.counts: Counter[str] = Counter()
-        self.stop = False
-        self.consumer = make_consumer("bench-latency", f"bench-{uuid.uuid4()}",
-                                      **{"fetch.wait.max.ms": 5})
-        md = self.consumer.list_topics(topic, timeout=10)
-        self.consumer.assign([TopicPartition(topic, p, -1) for p in md.topics[topic].partitions])
-        self.ready = threading.Event()
+    from relay.kafka import make_consumer
 
-    def run(self) -> None:
-        self.ready.set()
-        while not self.stop:
-            msg = self.consumer.poll(0.1)
+    consumer = make_consumer("bench-latency", f"bench-{uuid.uuid4()}",
+                             **{"fetch.wait.max.ms": 5})
+    md = consumer.list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, -1) for p in md.topics[topic].partitions])
+    with open(out, "a", buffering=1) as f:
+        print("ready", file=f)
+        while True:
+            msg = consumer.poll(0.1)
             if msg is None or msg.error():
                 continue
             at = time.time()
             for k, v in msg.headers() or []:
                 if k == "ce_id":
-                    event_id = v.decode()
-                    self.seen.setdefault(event_id, at)
-                    self.counts[event_id] += 1
-        self.consumer.close()
-
-
-class RawProducers:
-    """Transactional producers of the baseline, made once (init_transactions is slow)."""
-
-    def __init__(self, n: int):
-        from relay.kafka import make_producer
-
-        self.producers = []
-        for _ in range(n):
-            p = make_producer("bench-raw", **{"transactional.id": f"bench-raw-{uuid.uuid4()}",
-                                              "linger.ms": 0})
-            p.init_transactions(30)
-            self.producers.append(p)
+                    f.write(f"{v.decode()}\t{at}\n")
 
 
 class _Rollback(Exception):
     pass
 
 
-def raw_records(n: int, writers: int) -> list[list[tuple]]:
-    """`n` CloudEvents records exactly as publish() writes them and the relay sends them (key,
-    JSON value and headers), made by publish_bulk in a transaction rolled back; dealt to the
-    writers round-robin. Made before the timed run."""
+def raw_records(n: int, tag: str) -> list[tuple]:
+    """`n` CloudEvents records exactly as publish() writes them and the relay sends them, made
+    by publish_bulk in a transaction rolled back (before the timed run)."""
     from django.db import transaction
 
     from outbox.models import OutboxEvent
@@ -103,69 +87,137 @@ def raw_records(n: int, writers: int) -> list[list[tuple]]:
     try:
         with transaction.atomic():
             ids = publish_bulk([Event("pipeline.probe", {"probe_id": "lat",
-                                                         "key": f"w{i % writers}-{i % 50}",
-                                                         "seq": i}) for i in range(n)])
+                                                         "key": f"{tag}-{i % 50}", "seq": i})
+                                for i in range(n)])
             rows = list(OutboxEvent.objects.filter(event_id__in=ids).order_by("id").values_list(
                 "event_id", "topic", "key", "headers", "payload"))
             raise _Rollback
     except _Rollback:
         pass
-    dealt: list[list[tuple]] = [[] for _ in range(writers)]
-    for i, (event_id, topic, key, headers, payload) in enumerate(rows):
-        dealt[i % writers].append((str(event_id), *encode(topic, key, headers, payload)))
-    return dealt
+    return [(str(e), *encode(t, k, h, p)) for e, t, k, h, p in rows]
 
 
-def measure(system: str, rate: float, seconds: float, hold: float, writers: int,
-            raw: RawProducers, receiver: Receiver) -> dict:
-    import psycopg
-    from django.db import transaction
+def writer_main(system: str, rate: float, seconds: float, threads: int, start_at: float,
+                out: str) -> None:
+    """`threads` threads share `rate`; each line of `out` is `event_id <TAB> commit time`."""
+    from django.db import connections, transaction
 
     from outbox.services import publish
+    from relay.kafka import make_producer
+
+    tag = uuid.uuid4().hex[:6]
+    per_thread = rate / threads
+    records: list[list[tuple]] = []
+    producers = []
+    if system == "raw":
+        for t in range(threads):
+            records.append(raw_records(int(per_thread * seconds * 1.3) + 5, f"{tag}{t}"))
+            p = make_producer("bench-raw", **{"transactional.id": f"bench-raw-{uuid.uuid4()}",
+                                              "linger.ms": 0})
+            p.init_transactions(30)
+            producers.append(p)
+        connections.close_all()
+    lines: list[str] = []
+    lock = threading.Lock()
+
+    def work(t: int) -> None:
+        def one(n: int) -> None:
+            if system == "relay":
+                with transaction.atomic():
+                    event_id = publish("pipeline.probe", {"probe_id": "lat",
+                                                          "key": f"{tag}{t}-{n % 50}",
+                                                          "seq": n})
+                at = time.time()
+            else:
+                event_id, topic, key, value, headers = records[t][n]
+                p = producers[t]
+                p.begin_transaction()
+                p.produce(topic, key=key, value=value, headers=headers)
+                p.commit_transaction(30)
+                at = time.time()
+            with lock:
+                lines.append(f"{event_id}\t{at}\n")
+
+        try:
+            paced(per_thread, seconds, one)
+        finally:
+            connections.close_all()
+
+    time.sleep(max(0.0, start_at - time.time()))
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    Path(out).write_text("".join(lines))
+
+
+# --- the orchestrating process ---------------------------------------------------------------
+
+
+def _read_tsv(path: Path, offset: int = 0) -> list[tuple[str, float]]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode()
+    out = []
+    for line in text.splitlines():
+        if "\t" in line:
+            event_id, at = line.split("\t")
+            out.append((event_id, float(at)))
+    return out
+
+
+def measure(system: str, rate: float, seconds: float, hold: float, processes: int,
+            threads: int, seen_file: Path, work: Path) -> dict:
+    import psycopg
+
     from relay.testing import database_url
 
-    threads = writers if system == "relay" else len(raw.producers)
-    records = raw_records(math.ceil(rate * seconds * 1.2) + threads, threads) \
-        if system == "raw" else []
+    offset = seen_file.stat().st_size
     holder = None
     if hold:
         holder = psycopg.connect(database_url())
         holder.execute("SELECT pg_current_xact_id()")  # an open transaction with an id
-    started = time.monotonic()
-
-    def write_outbox(w: int, n: int) -> tuple[str, float]:
-        with transaction.atomic():
-            event_id = publish("pipeline.probe", {"probe_id": "lat", "key": f"w{w}-{n % 50}",
-                                                  "seq": n})
-        return str(event_id), time.time()
-
-    def write_raw(w: int, n: int) -> tuple[str, float]:
-        event_id, topic, key, value, headers = records[w][n]
-        p = raw.producers[w]
-        p.begin_transaction()
-        p.produce(topic, key=key, value=value, headers=headers)
-        p.commit_transaction(30)
-        return event_id, time.time()
-
+    opened = time.monotonic()
+    start_at = time.time() + (4 if system == "raw" else 2)  # raw writers init producers first
+    outs = [work / f"{system}-{uuid.uuid4().hex[:6]}.tsv" for _ in range(processes)]
+    procs = [subprocess.Popen(
+        [sys.executable, str(HERE), "--role", "writer", "--system", system, "--rate",
+         str(rate / processes), "--seconds", str(seconds), "--threads", str(threads),
+         "--start-at", str(start_at), "--out", str(out)], cwd=ROOT) for out in outs]
     try:
-        committed = run_writers(rate, seconds, threads,
-                                write_outbox if system == "relay" else write_raw)
+        for p in procs:
+            assert p.wait(seconds + 120) == 0, f"{system} writer failed"
         if holder is not None:
-            # held for the whole run (and at least `hold` seconds)
-            time.sleep(max(0.0, hold - (time.monotonic() - started)))
+            time.sleep(max(0.0, hold - (time.monotonic() - opened)))
     finally:
         if holder is not None:
-            held = time.monotonic() - started
+            held = time.monotonic() - opened
             holder.rollback()
             holder.close()
-    result = latencies(committed, receiver.seen, wait=30)
-    result["achieved_rate_per_s"] = round(len(committed) / seconds)
-    result["writer_threads"] = threads
+    committed = dict(e for out in outs for e in _read_tsv(out))
+    deadline = time.time() + 30
+    while True:
+        seen_list = _read_tsv(seen_file, offset)
+        seen: dict[str, float] = {}
+        for event_id, at in seen_list:
+            seen.setdefault(event_id, at)
+        if all(e in seen for e in committed) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    counts = Counter(e for e, _ in seen_list if e in committed)
+    lat = [(seen[e] - t) * 1000 for e, t in committed.items() if e in seen]
+    result = {
+        "events": len(committed), "delivered": len(lat),
+        "achieved_rate_per_s": round(len(committed) / seconds),
+        "p50_ms": round(percentile(lat, 50), 2), "p90_ms": round(percentile(lat, 90), 2),
+        "p99_ms": round(percentile(lat, 99), 2), "max_ms": round(max(lat), 2),
+    }
     if holder is not None:
         result["open_transaction_held_s"] = round(held, 1)
     # sanity: every committed event arrived, and exactly once
     assert result["delivered"] == result["events"], (system, result)
-    repeats = [e for e in committed if receiver.counts[e] != 1]
+    repeats = [e for e, c in counts.items() if c != 1]
     assert not repeats, f"{system}: {len(repeats)} events seen more than once"
     return result
 
@@ -175,12 +227,35 @@ def main() -> None:
     parser.add_argument("--rates", default="500,2000")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--writers", type=int, default=8, help="outbox writer threads")
+    parser.add_argument("--processes", type=int, default=4, help="writer processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per writer process")
     parser.add_argument("--hold", type=float, default=10,
                         help="seconds the unrelated transaction stays open")
+    parser.add_argument("--relay-nice", type=int, default=0,
+                        help="diagnostic: run the relay process at this nice level (negative "
+                             "needs root), to see how much of its latency is CPU contention")
+    parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--system", help=argparse.SUPPRESS)
+    parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rates = [float(r) for r in args.rates.split(",")]
 
+    if args.role != "main":
+        # Children inherit DATABASE_URL and KAFKA_TOPIC_PREFIX from the parent.
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "showoff.settings.base")
+        import django
+
+        django.setup()
+        if args.role == "receiver":
+            receiver_main(args.topic, args.out)
+        else:
+            writer_main(args.system, args.rate, args.seconds, args.threads, args.start_at,
+                        args.out)
+        return
+
+    rates = [float(r) for r in args.rates.split(",")]
     prefix = setup_django(db="showoff_bench_latency")
     from django.db import transaction
 
@@ -193,23 +268,25 @@ def main() -> None:
     create_topics(specs)
     topic = topic_name("analytics-events")
     reset_outbox()
-    relay = subprocess.Popen([sys.executable, "manage.py", "run_relay"], cwd=ROOT,
+    work = Path(tempfile.mkdtemp(prefix="relay-latency-"))
+    seen_file = work / "seen.tsv"
+    nice = ["nice", "-n", str(args.relay_nice)] if args.relay_nice else []
+    relay = subprocess.Popen([*nice, sys.executable, "manage.py", "run_relay"], cwd=ROOT,
                              env=dict(os.environ, LOG_LEVEL="WARNING"))
+    receiver = subprocess.Popen([sys.executable, str(HERE), "--role", "receiver", "--topic",
+                                 topic, "--out", str(seen_file)], cwd=ROOT)
     try:
-        receiver = Receiver(topic)
-        receiver.start()
-        receiver.ready.wait()
+        while not (seen_file.exists() and "ready" in seen_file.read_text()):
+            time.sleep(0.1)
         # one probe through the relay: it runs
         with transaction.atomic():
             first = str(publish("pipeline.probe", {"probe_id": "lat", "key": "w", "seq": 0}))
         deadline = time.time() + 60
-        while first not in receiver.seen:
+        while first not in seen_file.read_text():
             assert time.time() < deadline, "the relay did not start"
             time.sleep(0.1)
-        raw = RawProducers(max(args.writers, math.ceil(max(rates) / 50)))
-        # warm-up, not recorded
-        for system in ("relay", "raw"):
-            measure(system, 100, 2, 0, args.writers, raw, receiver)
+        for system in ("relay", "raw"):  # warm-up, not recorded
+            measure(system, 100, 2, 0, 1, 2, seen_file, work)
 
         conditions = [(rate, hold) for rate in rates for hold in (0.0, args.hold)]
         runs: dict[tuple, dict[str, list[dict]]] = {c: {"relay": [], "raw": []}
@@ -218,9 +295,9 @@ def main() -> None:
             for i, (rate, hold) in enumerate(conditions):
                 order = ("relay", "raw") if (r + i) % 2 == 0 else ("raw", "relay")
                 for system in order:
-                    runs[(rate, hold)][system].append(
-                        measure(system, rate, args.seconds, hold, args.writers, raw, receiver))
-        receiver.stop = True
+                    runs[(rate, hold)][system].append(measure(
+                        system, rate, args.seconds, hold, args.processes, args.threads,
+                        seen_file, work))
 
         def median(results: list[dict], key: str) -> float:
             return round(statistics.median(x[key] for x in results), 2)
@@ -246,11 +323,14 @@ def main() -> None:
         print(json.dumps({
             "benchmark": "relay_latency",
             "seconds_per_run": args.seconds, "rounds": args.rounds,
-            "outbox_writer_threads": args.writers,
+            "writer_processes": args.processes, "threads_per_process": args.threads,
+            "relay_nice": args.relay_nice,
+            "load_average_at_end": os.getloadavg(),
             "targets_ms": TARGETS,
             "conditions": out,
         }, indent=2))
     finally:
+        receiver.kill()
         relay.terminate()
         relay.wait(30)
         reset_outbox()

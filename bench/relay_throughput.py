@@ -183,13 +183,13 @@ def sql_rows(cur, lo: int, hi: int, size: int) -> None:
     cur.execute(
         """
         INSERT INTO outbox_event (event_id, type, topic, key, shard_hash, headers, payload)
-        SELECT s.id, 'pipeline.probe', 'analytics-events', 'user-' || (i % 1000), i % 1000,
+        SELECT s.id, 'pipeline.probe', 'analytics-events', 'user-' || mod(i, 1000), mod(i, 1000),
                jsonb_build_object('ce_specversion', '1.0', 'ce_id', s.id::text,
                                   'ce_type', 'pipeline.probe', 'ce_source', 'bench',
                                   'content-type', 'application/json'),
-               jsonb_build_object('probe_id', 'bench', 'key', 'user-' || (i % 1000), 'seq', i,
-                                  'padding', repeat('x', greatest(%s - 80, 0)))
-        FROM (SELECT i, gen_random_uuid() AS id FROM generate_series(%s, %s) AS i) s
+               jsonb_build_object('probe_id', 'bench', 'key', 'user-' || mod(i, 1000), 'seq', i,
+                                  'padding', repeat('x', greatest(%s::int - 80, 0)))
+        FROM (SELECT i, gen_random_uuid() AS id FROM generate_series(%s::bigint, %s::bigint) AS i) s
         """,
         [size, lo, hi],
     )

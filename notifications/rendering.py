@@ -37,6 +37,8 @@ def render_text(name: str, context: dict[str, Any], *, language: str) -> str:
         template = _text.get_template(name)
     except (TemplateDoesNotExist, TemplateSyntaxError) as exc:
         raise TemplateMissing(f"template {name}: {exc}") from None
+    if translation.get_language() == language:  # already active: skip the switch and back
+        return template.render(Context(context, autoescape=False)).strip()
     with translation.override(language):
         return template.render(Context(context, autoescape=False)).strip()
 
@@ -51,8 +53,9 @@ def text_exists(name: str) -> bool:
 
 def render_kind(kind: str, context: dict[str, Any], *, language: str) -> tuple[str, str]:
     """(title, body) of a notification kind; the title is one line."""
-    title = render_text(f"notifications/kinds/{kind}/title.txt", context, language=language)
-    body = render_text(f"notifications/kinds/{kind}/body.txt", context, language=language)
+    with translation.override(language):  # once for both templates
+        title = render_text(f"notifications/kinds/{kind}/title.txt", context, language=language)
+        body = render_text(f"notifications/kinds/{kind}/body.txt", context, language=language)
     return " ".join(title.split())[:255], body
 
 

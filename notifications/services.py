@@ -1,9 +1,11 @@
 """Writes of the notifications app.
 
-- requesting: `notification_request` (triggers, anything that wants to tell a user);
-- the consumers' work, each inside the consumed record's transaction: `notification_route`
-  (notification-events), `email_request_record` (email-events), `sms_request_record`
-  (sms-events): they record the in-app notification and the deliveries, exactly once;
+- requesting: `notification_request` / `notifications_request` (triggers, anything that wants
+  to tell a user);
+- the consumers' work, inside the consumed batch's transaction: `notifications_route`
+  (notification-events, a whole batch with a fixed number of statements),
+  `email_request_record` (email-events), `sms_request_record` (sms-events): they record the
+  in-app notifications and the deliveries, exactly once;
 - sending, in Celery: `delivery_send` (one attempt), `deliveries_dispatch_due` (the sweep),
   `delivery_resend` (admin);
 - the user's side: devices, preferences, reading, unsubscribing;
@@ -13,7 +15,7 @@
 
 from __future__ import annotations
 
-import json
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -28,7 +30,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import signing
 from django.core.exceptions import ImproperlyConfigured, ValidationError
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, reset_queries, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -38,6 +39,7 @@ from django.utils.translation import gettext
 
 from outbox.models import OutboxEvent
 from outbox.services import Event, publish_bulk
+from showoff.sqlrows import rows_param, rows_table
 
 from . import kinds, rendering, selectors
 from .backends import InvalidRecipient, PushMessage, Rejected, SmsMessage, get_backend
@@ -149,7 +151,7 @@ def notifications_request(*, requests: list[NotificationRequest]) -> list[UUID]:
 # Deliveries per Celery message when many are queued at once (a routed batch, the sweep):
 # one broker round trip per message is what queuing costs the consumer, and a chunk this size
 # still spreads a batch over the workers.
-SEND_CHUNK = 25
+SEND_CHUNK = 100
 
 
 def _enqueue(delivery_ids: list[UUID], countdown: float | None = None) -> None:
@@ -181,13 +183,23 @@ class RouteRequest:
     headers: dict[str, str] = field(default_factory=dict)  # for its follow-up events
 
 
-def notification_route(*, request_id: UUID, data: dict[str, Any]) -> Notification | None:
-    """`notifications_route` of one request."""
-    [notification] = notifications_route(requests=[RouteRequest(request_id, data)])
-    return notification
+@dataclass(slots=True)
+class _Routed:
+    """A notification to insert (a plain object: a batch builds thousands)."""
+
+    request_id: UUID
+    recipient_id: int
+    kind: str
+    actor_id: int | None
+    title: str
+    body: str
+    data: dict[str, Any]
+    in_app: bool
+    bulk_id: int | None
+    pk: int | None = None
 
 
-def notifications_route(*, requests: list[RouteRequest]) -> list[Notification | None]:
+def notifications_route(*, requests: list[RouteRequest]) -> list[int | None]:
     """Record requested notifications and route them to their channels, all in the caller's
     transaction: the in-app notifications, one push delivery per device, `email.requested`
     and `sms.requested` events. Channels are the kind's, narrowed by the request and by the
@@ -199,8 +211,8 @@ def notifications_route(*, requests: list[RouteRequest]) -> list[Notification | 
     requests. Raises `RequestInvalid` or `RecipientMissing` naming the request at fault
     (the consumer then finds it by re-running smaller batches, and dead-letters it alone).
 
-    Returns, per request, its notification, or None when nothing is to be sent (every channel
-    off, the recipient inactive, a request already routed)."""
+    Returns, per request, its notification's id, or None when nothing is to be sent (every
+    channel off, the recipient inactive, a request already routed)."""
     for r in requests:
         if kinds.get(r.data["kind"]) is None:
             raise RequestInvalid(f"request {r.request_id}: unknown notification kind "
@@ -209,7 +221,7 @@ def notifications_route(*, requests: list[RouteRequest]) -> list[Notification | 
         recipient_ids=[r.data["recipient_id"] for r in requests],
         actor_ids=[r.data.get("actor_id") for r in requests])
     now = timezone.now()
-    planned: list[tuple[RouteRequest, selectors.RoutingFacts, list[str], Notification]] = []
+    planned: list[tuple[RouteRequest, selectors.RoutingFacts, list[str], _Routed]] = []
     for r in requests:
         data = r.data
         kind = kinds.get(data["kind"])
@@ -217,7 +229,7 @@ def notifications_route(*, requests: list[RouteRequest]) -> list[Notification | 
         if found is None:
             raise RecipientMissing(f"request {r.request_id}: no user {data['recipient_id']}")
         recipient, prefs = found.recipient, found.prefs
-        if not recipient.is_active or recipient.deleted_at is not None:
+        if not recipient.is_active or recipient.deleted:
             log.info("notification %s not sent: user %s is inactive", r.request_id,
                      recipient.pk)
             continue
@@ -228,31 +240,36 @@ def notifications_route(*, requests: list[RouteRequest]) -> list[Notification | 
         actor_id = data.get("actor_id")
         title, body = _render(r, kind, recipient, prefs.language_code,
                               actor_names.get(actor_id) if actor_id else None)
-        planned.append((r, found, channels, Notification(
-            request_id=r.request_id, recipient=recipient, kind=kind.name,
+        planned.append((r, found, channels, _Routed(
+            r.request_id, recipient.pk, kind.name,
             # The actor must still exist (its row is a foreign key) and is never oneself.
-            actor_id=actor_id if actor_id in actor_names and actor_id != recipient.pk
-            else None,
-            title=title, body=body, data=data.get("context") or {},
-            in_app=Channel.IN_APP in channels, bulk_id=data.get("bulk_id"), created_at=now)))
-    inserted = _notifications_insert([n for _r, _f, _c, n in planned])
-    pushes: list[Delivery] = []
+            actor_id if actor_id in actor_names and actor_id != recipient.pk else None,
+            title, body, data.get("context") or {}, Channel.IN_APP in channels,
+            data.get("bulk_id"))))
+    pushes = [row for _r, found, channels, notification in planned
+              if Channel.PUSH in channels
+              for row in _push_deliveries(notification, found.devices, found.prefs, now)]
+    inserted = _notifications_insert([n for _r, _f, _c, n in planned], pushes, now)
     follow_ups: list[Event] = []
-    routed: dict[UUID, Notification] = {}
+    routed: dict[UUID, int] = {}
     for r, found, channels, notification in planned:
         if notification.request_id not in inserted:
-            continue  # routed before (a replay past the inbox)
-        notification.pk = inserted[notification.request_id]
-        routed[r.request_id] = notification
-        if Channel.PUSH in channels and found.devices:
-            pushes += _push_deliveries(notification, found.devices, found.prefs, now)
+            continue  # routed before (a replay past the inbox): no deliveries either
+        notification.pk = routed[r.request_id] = inserted[notification.request_id]
         follow_ups += _channel_requests(r, notification, channels, found, now)
-    if pushes:
-        Delivery.objects.bulk_create(pushes)
-        _enqueue_after_commit([d.pk for d in pushes if not d.deferred_reason])
+    _enqueue_after_commit([row[0] for row in pushes
+                           if row[1] in inserted and not row[6]])  # not deferred
     if follow_ups:
         publish_bulk(follow_ups)
     return [routed.get(r.request_id) for r in requests]
+
+
+@functools.lru_cache(maxsize=64)
+def _someone(language: str) -> str:
+    """The actor's name when the actor is gone, in `language` (translation files do not
+    change while the process runs)."""
+    with translation.override(language):
+        return gettext("Someone")
 
 
 def _render(r: RouteRequest, kind: kinds.Kind, recipient, language: str,
@@ -264,8 +281,7 @@ def _render(r: RouteRequest, kind: kinds.Kind, recipient, language: str,
         return data["title"], data.get("body") or ""
     context = dict(data.get("context") or {})
     context["recipient_name"] = recipient_name(recipient)
-    with translation.override(language):
-        context["actor_name"] = actor_name or gettext("Someone")
+    context["actor_name"] = actor_name or _someone(language)
     context.setdefault("title", "")
     context.setdefault("body", "")
     try:
@@ -274,7 +290,7 @@ def _render(r: RouteRequest, kind: kinds.Kind, recipient, language: str,
         raise RequestInvalid(f"request {r.request_id}: {exc}") from None
 
 
-def _channel_requests(r: RouteRequest, notification: Notification, channels: list[str],
+def _channel_requests(r: RouteRequest, notification: _Routed, channels: list[str],
                       found: selectors.RoutingFacts, now: datetime) -> list[Event]:
     """The `email.requested` / `sms.requested` events of one routed notification."""
     recipient, language = found.recipient, found.prefs.language_code
@@ -293,7 +309,7 @@ def _channel_requests(r: RouteRequest, notification: Notification, channels: lis
             "notification_id": notification.pk,
             "requested_at": _iso(now),
         }, event_id=uuid.uuid5(_NAMESPACE, f"{r.request_id}:email"), extra_headers=r.headers))
-    if Channel.SMS in channels and recipient.phone and recipient.phone_verified_at:
+    if Channel.SMS in channels and recipient.phone and recipient.phone_verified:
         out.append(Event("sms.requested", {
             "phone": recipient.phone,
             "kind": kind.sms_kind,
@@ -310,52 +326,75 @@ def _channel_requests(r: RouteRequest, notification: Notification, channels: lis
     return out
 
 
-_NOTIFICATIONS_INSERT = """
-    INSERT INTO {table} (request_id, recipient_id, kind, actor_id, title, body, data, in_app,
-                         bulk_id, created_at)
-    SELECT r, rc, k, a, t, b, d, i, bk, %s
-      FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::text[],
-                  %s::jsonb[], %s::boolean[], %s::bigint[]) WITH ORDINALITY
-           AS x(r, rc, k, a, t, b, d, i, bk, n)
-     ORDER BY n
-    ON CONFLICT (request_id) DO NOTHING
-    RETURNING request_id, id
-"""
+# The notifications of a batch and their push deliveries in one statement: a delivery is
+# written only with a notification inserted now (not one routed before), and learns its id.
+# The delivery's columns are those Django would fill for a new pending push (model instances
+# and the ORM's bulk_create cost more than the INSERT on the routing path).
+_NOTIFICATIONS_INSERT = f"""
+    WITH n AS (
+        INSERT INTO {{notifications}} (request_id, recipient_id, kind, actor_id, title, body,
+                                      data, in_app, bulk_id, created_at)
+        SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, %s
+          FROM {rows_table(["uuid", "bigint", "text", "bigint", "text", "text", "jsonb",
+                            "boolean", "bigint"])}
+         ORDER BY n
+        ON CONFLICT (request_id) DO NOTHING
+        RETURNING request_id, id
+    ), d AS (
+        INSERT INTO {{deliveries}} (id, channel, notification_id, recipient_id, device_id,
+                                   address, status, attempts, next_attempt_at, deferred_reason,
+                                   payload, provider_message_id, last_error, history,
+                                   created_at, updated_at)
+        SELECT r.c0, 'push', n.id, r.c2, r.c3, r.c4, 'pending', 0, r.c5, r.c6,
+               jsonb_set(r.c7, '{{{{data,notification_id}}}}', to_jsonb(n.id::text)),
+               '', '', '[]'::jsonb, %s, %s
+          FROM {rows_table(["uuid", "uuid", "bigint", "bigint", "text", "timestamptz", "text",
+                            "jsonb"])}
+          JOIN n ON n.request_id = r.c1
+         ORDER BY r.n
+    )
+    SELECT request_id, id FROM n
+"""  # noqa: S608 - fixed names
 
 
-def _notifications_insert(rows: list[Notification]) -> dict[UUID, int]:
-    """Insert the notifications whose request was not routed before, in one statement;
-    returns request id -> new notification id for those inserted."""
+def _notifications_insert(rows: list[_Routed], pushes: list[tuple], now: datetime
+                          ) -> dict[UUID, int]:
+    """Insert the notifications whose request was not routed before, and their push
+    deliveries, in one statement; returns request id -> new notification id for those
+    inserted."""
     from django.db import connection
 
     if not rows:
         return {}
+    sql = _NOTIFICATIONS_INSERT.format(notifications=Notification._meta.db_table,
+                                       deliveries=Delivery._meta.db_table)
     with connection.cursor() as cur:
-        cur.execute(_NOTIFICATIONS_INSERT.format(table=Notification._meta.db_table), [
-            rows[0].created_at, [n.request_id for n in rows], [n.recipient_id for n in rows],
-            [n.kind for n in rows], [n.actor_id for n in rows], [n.title for n in rows],
-            [n.body for n in rows],
-            [json.dumps(n.data, cls=DjangoJSONEncoder) for n in rows],
-            [n.in_app for n in rows], [n.bulk_id for n in rows]])
+        cur.execute(sql, [
+            now, rows_param(
+                (n.request_id, n.recipient_id, n.kind, n.actor_id, n.title, n.body, n.data,
+                 n.in_app, n.bulk_id) for n in rows),
+            now, now, rows_param(pushes)])
         return dict(cur.fetchall())
 
 
-def _push_deliveries(notification: Notification, devices: list[tuple[int, str, str]],
-                     prefs: selectors.Preferences, now: datetime) -> list[Delivery]:
+def _push_deliveries(notification: _Routed, devices: list[tuple[int, str, str]],
+                     prefs: selectors.Preferences, now: datetime) -> list[tuple]:
+    """The push delivery rows of one notification, one per device (`_NOTIFICATIONS_INSERT`
+    columns; the notification's id is set in SQL): deferred to the end of the recipient's
+    quiet hours when inside them."""
+    if not devices:
+        return []
     quiet_end = prefs.quiet_until(now)
-    data = {"notification_id": str(notification.pk), "kind": notification.kind}
+    data = {"kind": notification.kind}
     for key, value in notification.data.items():
         if key.endswith("_id") and value is not None:
             data[key] = str(value)
+    deferred = f"quiet hours until {_iso(quiet_end)}" if quiet_end else ""
     return [
-        Delivery(
-            channel=Channel.PUSH, notification=notification,
-            recipient_id=notification.recipient_id, device_id=device_id, address=token,
-            next_attempt_at=quiet_end or now,
-            deferred_reason=f"quiet hours until {_iso(quiet_end)}" if quiet_end else "",
-            payload={"title": notification.title, "body": notification.body,
-                     "platform": platform, "data": data},
-        )
+        (uuid.uuid4(), notification.request_id, notification.recipient_id, device_id, token,
+         quiet_end or now, deferred,
+         {"title": notification.title, "body": notification.body, "platform": platform,
+          "data": data})
         for device_id, token, platform in devices
     ]
 

@@ -77,6 +77,8 @@ SIZE_CODES = {KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.RECORD_LIST_TOO_LARGE}
 # A tick with more rows than this many batches left is walked along the primary key (each
 # batch reads only its own rows) instead of sorted out of the transaction id index.
 WALK_AFTER_BATCHES = 2
+# Seconds between database copies of the position while batches follow each other.
+POSITION_COPY_INTERVAL = 0.25
 
 
 class RelayError(RuntimeError):
@@ -228,6 +230,7 @@ class Relay:
         self._recorded_at = 0.0
         self._recorded_cur: Snapshot | None = None
         self._recorded_by_batch = False
+        self._dirty_by_batch = False
         # A batch failed (aborted, producer rebuilt): step again at once, it is not the end.
         self.retry_now = False
         self._recheck_position = False
@@ -264,6 +267,7 @@ class Relay:
                         self.retry_now = False
                         continue
                     if once:
+                        self.flush_position()
                         break
                     self._wait(self.poll_interval)
                 except LeaseLost as exc:
@@ -276,6 +280,12 @@ class Relay:
             self.close()
 
     def close(self) -> None:
+        if self.started and self._position_dirty:
+            try:
+                self._record_position(0)
+            except (DatabaseError, psycopg.Error, LeaseLost) as exc:
+                log.warning("relay %s: the last database copy of the position was not "
+                            "written (%s); Kafka's checkpoint has it", self.shard.label, exc)
         if self.started:
             self._log_summary(final=True)
         self._discard_prefetch()
@@ -309,10 +319,11 @@ class Relay:
             if not self.started:
                 return False
         if self._recheck_position:
+            # Back from a PostgreSQL outage: is this still the database of our position?
             self._check_position_sane()
             self._recheck_position = False
-        if self._position_dirty:
-            self._record_position(0)
+            if self._position_dirty:
+                self._record_position(0)
         return True
 
     def _stand_down(self, why: str) -> None:
@@ -440,8 +451,49 @@ class Relay:
             batch = self.read(position, walk_max_id=walk_max_id, limit=limit)
             if batch.rows:
                 return batch
-        position = position.next_tick(self.barrier or self.snapshot())
-        return self.read(position, limit=limit)
+        if self.barrier is not None:
+            return self.read(position.next_tick(self.barrier), limit=limit)
+        return self.read_new_tick(position, limit=limit)
+
+    def new_tick_sql(self, position: Position, *, limit: int | None = None
+                     ) -> tuple[str, list]:
+        """The first batch of the tick after `position`'s, and its `S_cur`, in one statement:
+        `pg_current_snapshot()` is taken in the statement (an InitPlan, so its xmax still
+        bounds the index range) and returned with the rows, or alone when the tick is empty."""
+        limit = limit or self.batch_size
+        prev = position.cur
+        cur = "(SELECT cur FROM s)"
+        parts = [f"(txid >= %s::xid8 AND txid < pg_snapshot_xmax({cur}) "
+                 f"AND pg_visible_in_snapshot(txid, {cur}))"]
+        params: list = [str(prev.xmax)]
+        if prev.xip:
+            # PgQ's explicit list: the ids running in S_prev that S_cur shows finished
+            parts.append(f"txid = ANY(ARRAY(SELECT x FROM unnest(%s::xid8[]) AS x "
+                         f"WHERE pg_visible_in_snapshot(x, {cur})))")
+            params.append("{" + ",".join(str(x) for x in prev.xip) + "}")
+        tick = "(" + " OR ".join(parts) + ")"
+        if position.restored is not None:
+            # the restored rows belong to the re-anchor's tick only
+            rsql, rparams = position.restored.sql()
+            tick, params = f"({tick} AND NOT {rsql})", [*params, *rparams]
+        sql = ("WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS cur), "
+               "t AS (SELECT id, count(*) OVER () AS total, max(id) OVER () AS max_id "
+               f"FROM outbox_event WHERE {tick}{self._shard_filter()} ORDER BY id LIMIT %s) "
+               "SELECT s.cur::text, o.id, o.txid::text, o.topic, o.key, o.headers::text, "
+               "o.payload::text, t.total, t.max_id FROM s LEFT JOIN (t JOIN outbox_event o "
+               "ON o.id = t.id) ON true ORDER BY o.id")
+        return sql, [*params, limit]
+
+    def read_new_tick(self, position: Position, *, limit: int | None = None) -> Batch:
+        sql, args = self.new_tick_sql(position, limit=limit)
+        with connection.cursor() as cur:
+            cur.execute(sql, args)
+            rows = cur.fetchall()
+        tick = position.next_tick(Snapshot.parse(rows[0][0]))
+        if rows[0][1] is None:
+            return Batch(tick, [])
+        return Batch(tick, [r[1:7] for r in rows], remaining=rows[0][7] - len(rows),
+                     max_id=rows[0][8])
 
     def _start_prefetch(self, after: Position, tick_done: bool, walk_max_id: int | None,
                         limit: int) -> None:
@@ -499,31 +551,47 @@ class Relay:
         listen = self._connect_listen()
         deadline = time.monotonic() + timeout
         while not self.shutdown:
-            # In slices, so the lease is checked while idle too.
+            # In slices, so the lease is checked while idle too, and a held-back copy of the
+            # position is written when due.
             left = deadline - time.monotonic()
             if left <= 0:
                 return
-            for _ in listen.notifies(timeout=min(left, 1.0), stop_after=1):
+            slice_ = min(left, 1.0)
+            if self._position_dirty:
+                slice_ = max(0.0, min(slice_, self._recorded_at + POSITION_COPY_INTERVAL
+                                      - time.monotonic()))
+            for _ in listen.notifies(timeout=slice_, stop_after=1):
                 return  # one is enough: the next read sees everything committed
+            if self._position_dirty:
+                self._record_idle_position()
             if self.lease is not None:
                 self.lease.ensure_held()
 
-    def _record_position(self, events: int) -> None:
+    def flush_position(self) -> None:
+        """Write the held-back database copy of the position now (tests, `--once`, exit)."""
+        if self.started and self._position_dirty:
+            self._record_position(0)
+
+    def _record_position(self, events: int, *, force: bool = True) -> None:
         """The database copy of the position (after the Kafka commit). A trigger skips a write
         that would move it backwards (a zombie's late copy). Losing the last few copies in a
         PostgreSQL crash only leaves it behind (retention deletes less), so the short
-        transaction skips the WAL flush wait. A copy that fails (PostgreSQL away) is written
-        when the database is back, counts included."""
+        transaction skips the WAL flush wait. Under load, copies are written at most every
+        POSITION_COPY_INTERVAL (and whenever the relay goes idle): a copy per batch would cost
+        a round trip and a commit per Kafka transaction for nothing Kafka needs. A copy that
+        fails (PostgreSQL away) is written when the database is back, counts included."""
         self._unrecorded_events += events
         self._unrecorded_batches += 1 if events else 0
         self._position_dirty = True
+        self._dirty_by_batch = self._dirty_by_batch or events > 0
+        if not force and time.monotonic() - self._recorded_at < POSITION_COPY_INTERVAL:
+            return
         now = _now()
         pos = self.position
         restored = pos.restored
         last_commit = (datetime.fromtimestamp(self.stats.last_commit_at, UTC)
                        if self.stats.last_commit_at else None)
         self._write([
-            ("SET LOCAL synchronous_commit TO off", []),
             (
                 "INSERT INTO relay_position (shards, shard, s_prev, s_cur, cursor_id, "
                 "restored_max_id, restored_snapshot, txid, last_id, transactional_id, "
@@ -554,7 +622,7 @@ class Relay:
         self._recorded_at = time.monotonic()
         self._recorded_cur = pos.cur
         metrics.relay_tick_xmax.set(pos.cur.xmax, shard=self.shard.label)
-        self._recorded_by_batch = events > 0
+        self._recorded_by_batch, self._dirty_by_batch = self._dirty_by_batch, False
 
     def _record_idle_position(self) -> None:
         """While idle the position moves over empty ticks in memory only (no Kafka transaction
@@ -562,7 +630,15 @@ class Relay:
         checkpoint does (everything visible in S_prev, the end of the last delivered tick, is
         in Kafka), and lets retention delete that tick too: written once after a delivery, then
         at most every 10 s."""
-        if not self.started or self.position.cursor_id or self._recorded_cur is None:
+        if not self.started:
+            return
+        if self._position_dirty:
+            # the last batches' copy, held back while busy; still not on the path of the
+            # next events: `_wait` writes it once it is due
+            if time.monotonic() - self._recorded_at >= POSITION_COPY_INTERVAL:
+                self._record_position(0)
+            return
+        if self.position.cursor_id or self._recorded_cur is None:
             return
         if self.position.cur == self._recorded_cur:
             return
@@ -608,10 +684,11 @@ class Relay:
         lease: a relay paused inside one never keeps the row locked from the relay that takes
         the shard over (PostgreSQL ends the session, lock and transaction together)."""
         if self.lease is not None:
-            self.lease.write(statements)
+            self.lease.write(statements)  # synchronous_commit is off on that session
             return
         close_old_connections()
         with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit TO off")
             for sql, params in statements:
                 cur.execute(sql, params)
 
@@ -1009,7 +1086,7 @@ class Relay:
         self._summary_events += len(rows)
         log.debug("relay %s: committed %d events up to %s in %.1f ms", self.shard.label,
                   len(rows), after, (time.monotonic() - started) * 1000)
-        self._record_position(len(rows) - len(aside))
+        self._record_position(len(rows) - len(aside), force=False)
         return len(rows)
 
     def _report_set_aside(self, row: tuple, reason: str, size: int) -> None:

@@ -108,6 +108,8 @@ class Lease:
                     ms = int(self.seconds * 1000)
                     self._conn.execute(f"SET idle_session_timeout = {ms:d}")
                     self._conn.execute(f"SET idle_in_transaction_session_timeout = {ms:d}")
+                    # its writes are copies of Kafka's checkpoint: no WAL flush wait
+                    self._conn.execute("SET synchronous_commit = off")
                 except psycopg.Error as exc:
                     log.warning("relay %s: lost the database session just after taking the "
                                 "shard lock (%s); reconnecting", self.label, describe(exc))
@@ -173,9 +175,13 @@ class Lease:
         if conn is None or self._lost is not None:
             raise LeaseLost(self._lost or "the shard lock was released")
         try:
-            with self._io, conn.transaction():
-                for sql, params in statements:
-                    conn.execute(sql, params)
+            with self._io:
+                if len(statements) == 1:  # one round trip, its own implicit transaction
+                    conn.execute(*statements[0])
+                else:
+                    with conn.transaction():
+                        for sql, params in statements:
+                            conn.execute(sql, params)
         except psycopg.OperationalError as exc:
             if conn.closed or conn.broken:
                 self._lost = (f"lost the database session holding the shard lock "

@@ -173,10 +173,10 @@ def dependency_lights(checks, kafka: KafkaState | None, holder: dict | None) -> 
         age = float(holder["age_seconds"])
         out.append(Light("database", "PostgreSQL", WARN,
                          f"oldest open transaction {duration(age)} (pid {holder['pid']}, "
-                         f"{holder['state']})", "6-relay-held-back-by-a-long-transaction"))
+                         f"{holder['state']})", "6-a-long-open-transaction"))
     else:
         out.append(Light("database", "PostgreSQL", OK, "no long transaction",
-                         "6-relay-held-back-by-a-long-transaction"))
+                         "6-a-long-open-transaction"))
     return out
 
 

@@ -289,4 +289,5 @@ def drain(relay, timeout: float = 60) -> int:
     while n := relay.step():
         total += n
         assert time.monotonic() < deadline, "the relay kept finding rows"
+    relay.flush_position()  # the database copy, held back while batches follow each other
     return total

@@ -141,7 +141,7 @@ def test_every_effect_is_applied_exactly_once_across_20_kill_9s_during_a_20000_e
     assert _duplicates_seen(*procs) > 0
 
 
-def test_sigterm_finishes_the_record_commits_and_leaves_the_group(topics, effects_table,
+def test_sigterm_finishes_the_batch_commits_and_leaves_the_group(topics, effects_table,
                                                                  tmp_path):
     # given: a consumer busy with 2000 records (no transaction markers: offsets count records)
     name = f"test-term-{uuid.uuid4().hex[:6]}"

@@ -132,7 +132,7 @@ def test_a_transaction_open_for_six_minutes_is_amber_with_its_pid():
     light = _by_name(ps.dependency_lights(CHECKS, None, holder))[("database", "PostgreSQL")]
     assert (light.level, light.reason, light.anchor) == (
         ps.WARN, "oldest open transaction 6 min (pid 4242, idle in transaction)",
-        "6-relay-held-back-by-a-long-transaction")
+        "6-a-long-open-transaction")
 
 
 def test_kafka_down_under_replicated_or_without_leaders():

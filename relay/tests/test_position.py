@@ -195,6 +195,11 @@ def test_relay_read_scans_from_xmax_of_s_prev_whatever_its_xmin():
         relay = Relay(use_lock=False, batch_size=500)
         assert [r[0] for r in relay.read(tick).rows] == list(range(last - 19, last + 1))
         refined = _index_entries_read(cur, *relay.read_sql(tick))
+        # the next tick's read, which takes S_cur in the same statement, is as short
+        after_prev = Position(Snapshot(9999, 9999), prev)
+        assert [r[0] for r in relay.read_new_tick(after_prev).rows] == list(
+            range(last - 19, last + 1))
+        new_tick = _index_entries_read(cur, *relay.new_tick_sql(after_prev))
         naive_sql = ("SELECT id FROM outbox_event WHERE txid >= pg_snapshot_xmin(%s::pg_snapshot)"
                      " AND txid < pg_snapshot_xmax(%s::pg_snapshot) AND pg_visible_in_snapshot("
                      "txid, %s::pg_snapshot) AND NOT pg_visible_in_snapshot(txid, "
@@ -204,6 +209,7 @@ def test_relay_read_scans_from_xmax_of_s_prev_whatever_its_xmin():
         cur.execute("TRUNCATE outbox_event")
     # the join fetches the 20 rows again by primary key: 20 index entries + 20 rows
     assert refined <= 60, refined
+    assert new_tick <= 60, new_tick
     assert naive >= 100_000, naive
 
 

@@ -24,7 +24,7 @@ from relay.kafka import make_admin, topic_name
 from relay.lease import LeaseLost
 from relay.models import SetAsideEvent
 from relay.position import Position, Snapshot
-from relay.testing import database_url, read_all
+from relay.testing import database_url, delete_topics, read_all
 
 from .relay_helpers import (
     RelayProcess,
@@ -238,3 +238,27 @@ def test_a_paused_relay_gives_its_shard_up_within_the_lease(relay_topics, tmp_pa
     assert final.wait() == 0, final.output()
     assert_exactly_once_in_order(rolled_back=writers.rolled_back, expect_count=writers.written,
                                  contiguous=True)
+
+
+def test_create_topics_gives_every_topic_the_record_size_limit(kafka_prefix, settings):
+    from relay.topics import TopicSpec, create_topics, desired_topics
+
+    # given: a topic made before the setting (or by hand) with a smaller limit
+    settings.KAFKA_MESSAGE_MAX_BYTES = 300_000
+    admin = make_admin("test")
+    old = topic_name("post-events")
+    names = [s.name for s in desired_topics()]
+    create_topics([TopicSpec("post-events", settings.KAFKA_TOPIC_PARTITIONS, 1,
+                             {"max.message.bytes": "50000"})])
+    try:
+        # when
+        report = dict(create_topics())
+        # then: new topics are made with it, the existing one is raised to it
+        assert report[old].endswith("max.message.bytes 50000 -> 300000"), report[old]
+        configs = admin.describe_configs(
+            [ConfigResource(ResourceType.TOPIC, n) for n in names])
+        limits = {r.name: f.result(30)["max.message.bytes"].value for r, f in configs.items()}
+        dlq = 300_000 + 64 * 1024
+        assert limits == {n: str(dlq if n.endswith(".dlq") else 300_000) for n in names}
+    finally:
+        delete_topics(names)
