@@ -40,7 +40,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from .cloudevents import UndecodableRecord, decode
-from .kafka import KafkaDisabled, make_admin, make_consumer, topic_name
+from .kafka import KafkaDisabled, committed_offsets, make_admin, make_consumer, topic_name
 
 TIMEOUT = 15.0
 
@@ -358,12 +358,19 @@ def _describe_group(admin, group: str):
 
 
 def _committed(admin, group: str, tps: list[TopicPartition] | None = None
-               ) -> dict[tuple[str, int], int | None]:
-    req = ConsumerGroupTopicPartitions(group, tps) if tps else ConsumerGroupTopicPartitions(group)
-    res = _result(admin.list_consumer_group_offsets([req], request_timeout=TIMEOUT)[group],
-                  f"reading the committed offsets of {group!r}")
-    return {(tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None)
-            for tp in res.topic_partitions or []}
+               ) -> dict[tuple[str, int], int]:
+    """The group's committed offsets on `tps` (default: every partition of every topic but
+    Kafka's internal ones); partitions it never committed on are left out. Read through a
+    consumer, never the admin client's list_consumer_group_offsets, which crashes the process
+    on a coordinator error (`relay.kafka.committed_offsets`)."""
+    if tps is None:
+        tps = [TopicPartition(name, p) for name, meta in _metadata(admin).topics.items()
+               if meta.error is None and not name.startswith("__") for p in meta.partitions]
+    answer = committed_offsets({group: tps}, timeout=TIMEOUT, role="cli")[group]
+    if isinstance(answer, Exception):
+        raise CliError(f"reading the committed offsets of {group!r}: "
+                       f"{_kafka_message(answer)}")
+    return answer
 
 
 def _offsets(admin, tps: list[TopicPartition], spec: Callable[[], OffsetSpec]

@@ -11,9 +11,10 @@ import logging
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -132,6 +133,42 @@ def make_admin(role: str = "admin", brokers: str | None = None, **overrides: Any
     conf = base_config(role, brokers)
     conf.update(overrides)
     return AdminClient(conf)
+
+
+def committed_offsets(groups: dict[str, list[TopicPartition]], *, timeout: float = 5.0,
+                      role: str = "offsets") -> dict[str, dict[tuple[str, int], int] | Exception]:
+    """Per consumer group, its committed offset on each of the given partitions (partitions it
+    never committed on are left out); a group whose coordinator did not answer maps to the
+    exception instead.
+
+    Read with a consumer of that group that never subscribes (so it joins nothing), not with
+    AdminClient.list_consumer_group_offsets: librdkafka 2.16's admin path frees its request on
+    a coordinator error and then uses it (confluentinc/librdkafka#5397), which kills the process
+    with SIGSEGV whenever the coordinator is not ready, as on every new cluster before
+    `__consumer_offsets` is loaded. The consumer's path retries and answers an error. The groups
+    are read in parallel, so a call costs about one round trip however many groups there are."""
+
+    def read(group: str) -> dict[tuple[str, int], int] | Exception:
+        tps = groups[group]
+        if not tps:
+            return {}
+        ms = max(int(timeout * 1000), 10)
+        consumer = make_consumer(role, group, **{"socket.timeout.ms": ms})
+        try:
+            answer = consumer.committed([TopicPartition(tp.topic, tp.partition) for tp in tps],
+                                        timeout=timeout)
+        except KafkaException as exc:
+            return exc
+        finally:
+            consumer.close()
+        return {(tp.topic, tp.partition): tp.offset for tp in answer
+                if tp.error is None and tp.offset >= 0}
+
+    if not groups:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(len(groups), 8),
+                            thread_name_prefix="committed-offsets") as pool:
+        return dict(zip(groups, pool.map(read, groups), strict=True))
 
 
 # --- connection check: librdkafka's failures as sentences naming the setting to fix ----------

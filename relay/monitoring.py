@@ -22,8 +22,11 @@ brokers through the admin client, the way `manage.py kafka topics --describe` an
 Offsets count transaction markers: a partition written by the relay shows a lag of a few more
 than its unread records until the consumer reads past them (runbook, section 4).
 
-All requests go out at once on one admin client and are awaited together, bounded by
-`timeout`, so a scrape costs a few broker round trips whatever the number of groups.
+All requests go out at once (the offsets and groups on one admin client, the committed offsets
+on one short-lived consumer per group, in parallel: see `relay.kafka.committed_offsets` for why
+not the admin client) and are awaited together, bounded by `timeout`, so a scrape costs a few
+broker round trips whatever the number of groups. A group whose coordinator does not answer
+has no lag sample in that scrape rather than a made-up one.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from confluent_kafka import (
-    ConsumerGroupTopicPartitions,
     IsolationLevel,
     KafkaException,
     TopicPartition,
@@ -47,7 +49,7 @@ from prometheus_client.registry import Collector
 from outbox.catalogue import TOPICS
 
 from .consumer import group_for
-from .kafka import dlq_topic_name, make_admin, topic_name
+from .kafka import committed_offsets, dlq_topic_name, make_admin, topic_name
 from .registry import all_registrations
 
 log = logging.getLogger("relay.monitoring")
@@ -108,20 +110,25 @@ def kafka_state(timeout: float = 5.0) -> KafkaState:
 
     latest = offsets(OffsetSpec.latest, read | dead)
     earliest = offsets(OffsetSpec.earliest, read | dead)
-    committed = {consumer: admin.list_consumer_group_offsets(
-        [ConsumerGroupTopicPartitions(group)], request_timeout=timeout)[group]
-        for consumer, group in groups.items()}
     described = (admin.describe_consumer_groups(list(groups.values()), request_timeout=timeout)
                  if groups else {})
+
+    committed = committed_offsets(
+        {group: [tp for t in consumers[consumer] for tp in partitions_of(topic_name(t))]
+         for consumer, group in groups.items()}, timeout=timeout, role="metrics")
 
     end = {(tp.topic, tp.partition): f.result().offset for tp, f in latest.items()}
     start = {(tp.topic, tp.partition): f.result().offset for tp, f in earliest.items()}
     for consumer, topics in sorted(consumers.items()):
-        done = {(tp.topic, tp.partition): tp.offset
-                for tp in committed[consumer].result().topic_partitions or [] if tp.offset >= 0}
+        done = committed[groups[consumer]]
+        if isinstance(done, Exception):
+            # The group's coordinator did not answer (a new cluster loading __consumer_offsets,
+            # a broker failing over): its lag is unknown this scrape, not zero.
+            log.warning("metrics: no committed offsets for consumer %s: %s", consumer, done)
+            done = None
         for logical in sorted(topics):
             tps = partitions_of(topic_name(logical))
-            if tps:  # a missing topic has no lag to report (`kafka create-topics` makes it)
+            if tps and done is not None:  # a missing topic has no lag (create-topics makes it)
                 state.group_lag[(consumer, logical)] = sum(
                     max(0, end[key] - done.get(key, start[key]))
                     for key in ((tp.topic, tp.partition) for tp in tps))
