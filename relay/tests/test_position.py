@@ -181,22 +181,33 @@ def test_relay_read_scans_from_xmax_of_s_prev_whatever_its_xmin():
     from relay.engine import Relay
 
     with connection.cursor() as cur:
+        # Transaction ids below the server's current one, so that a snapshot taken now sees
+        # them all committed (a new cluster's counter may be low: ids are used up until it is
+        # high enough): `open` is the transaction left open; 100,000 rows of 1,000 transactions
+        # that committed after it began were delivered; the tick holds 20 rows of the next 20.
+        while True:
+            cur.execute("SELECT pg_current_xact_id()::text::bigint")  # autocommit: one id each
+            now = cur.fetchone()[0]
+            if now >= 1_200:
+                break
+        open_ = now - 1_100
         cur.execute(
             "INSERT INTO outbox_event (event_id, type, topic, key, shard_hash, headers, "
             "payload, txid) SELECT gen_random_uuid(), 'pipeline.probe', 'analytics-events', "
-            "'k' || (g % 50), g % 50, '{}'::jsonb, jsonb_build_object('seq', g), "
-            "(10000 + g)::text::xid8 FROM generate_series(1, 100020) g")
+            "'k' || (g %% 50), g %% 50, '{}'::jsonb, jsonb_build_object('seq', g), "
+            "(CASE WHEN g <= 100000 THEN %s + 1 + g %% 1000 ELSE %s + 1000 + (g - 100000) END)"
+            "::text::xid8 FROM generate_series(1, 100020) g", [open_, open_])
         cur.execute("ANALYZE outbox_event")
-        # transaction 9,999 is still open in both snapshots; the tick holds the last 20 rows
-        prev = Snapshot(9999, 110001, (9999,))
-        tick = Position(prev, Snapshot(9999, 110021, (9999,)))
+        # `open` is still open in both snapshots; the tick holds the last 20 rows
+        prev = Snapshot(open_, open_ + 1_001, (open_,))
+        tick = Position(prev, Snapshot(open_, open_ + 1_021, (open_,)))
         cur.execute("SELECT max(id) FROM outbox_event")
         last = cur.fetchone()[0]
         relay = Relay(use_lock=False, batch_size=500)
         assert [r[0] for r in relay.read(tick).rows] == list(range(last - 19, last + 1))
         refined = _index_entries_read(cur, *relay.read_sql(tick))
         # the next tick's read, which takes S_cur in the same statement, is as short
-        after_prev = Position(Snapshot(9999, 9999), prev)
+        after_prev = Position(Snapshot(open_, open_), prev)
         assert [r[0] for r in relay.read_new_tick(after_prev).rows] == list(
             range(last - 19, last + 1))
         new_tick = _index_entries_read(cur, *relay.new_tick_sql(after_prev))
