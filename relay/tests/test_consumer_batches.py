@@ -156,40 +156,43 @@ def test_a_batch_handler_that_raises_is_rerun_on_smaller_lists_down_to_the_event
 def test_a_record_handed_out_before_a_rebalance_revoked_its_partition_does_not_crash_the_worker(
         topics, probe_consumer, workers, caplog):
     # given: worker a alone in the group (all 3 partitions), records on every partition; b
-    # joins once a holds a record. Static members are ordered by instance id, so the range assignor
-    # gives the joining b ("m1") partitions 0 and 1 and keeps only 2 for a ("m2").
+    # joins once a holds a record. Static members are ordered by instance id and the range
+    # assignor gives the first partitions 0 and 1, the second partition 2: b joins as "m1"
+    # (before a's "m2") when a's record is of partition 0 or 1, as "m3" when it is of partition
+    # 2, so that the partition a's record came from is the one taken away. (Which partition
+    # the first poll returns is up to librdkafka's fetch order.)
     name = probe_consumer()
     ids = kt.produce_events(probes(60, keys=6), per_transaction=60)
     a = workers(name, batch_size=100, batch_ms=0, instance_id=f"{name}-m2")
     handed_out, joined = [], []
     real = a.consumer
 
-    class JoinAfterARecordOfPartition0Or1:
-        """a's consumer: once poll() hands a record of partition 0 or 1 to a, b joins and the
-        group waits for a to give its partitions up: the revoke is served by a's next poll
-        call, the `consume()` that fills the same batch."""
+    class JoinAfterTheFirstRecord:
+        """a's consumer: once poll() hands a record to a, b joins so as to take that record's
+        partition, and the group waits for a to give its partitions up: the revoke is served
+        by a's next poll call, the `consume()` that fills the same batch."""
 
         def __getattr__(self, attr):
             return getattr(real, attr)
 
         def poll(self, timeout):
             msg = real.poll(timeout)
-            if msg is not None and not msg.error() and msg.partition() in (0, 1) \
-                    and not handed_out:
+            if msg is not None and not msg.error() and not handed_out:
                 handed_out.append((msg.topic(), msg.partition(), msg.offset()))
-                b = workers(name, batch_size=100, batch_ms=0, instance_id=f"{name}-m1")
+                order = "m1" if msg.partition() in (0, 1) else "m3"
+                b = workers(name, batch_size=100, batch_ms=0, instance_id=f"{name}-{order}")
                 joined.append(b)
                 deadline = time.monotonic() + 8  # > heartbeat interval: a learns of it
                 while time.monotonic() < deadline:
                     b.step()
             return msg
 
-    a.consumer = JoinAfterARecordOfPartition0Or1()
+    a.consumer = JoinAfterTheFirstRecord()
     # when
     deadline = time.monotonic() + 60
     with caplog.at_level("INFO", logger="relay.consumer"):
         while not handed_out:
-            assert time.monotonic() < deadline, "a never got a record of partition 0 or 1"
+            assert time.monotonic() < deadline, "a never got a record"
             a.step()
     # then: the revoke came in that step, after the record was handed out; a lives on
     # without the partition, and applied nothing of it
