@@ -103,7 +103,14 @@ def admin_sign_in(browser, live_server, user, next_path: str, password: str) -> 
     browser.get(f"{live_server.url}/admin/login/?next={quote(next_path)}")
     browser.find_element("name", "username").send_keys(user.username)
     browser.find_element("name", "password").send_keys(password)
-    browser.find_element("css selector", "input[type=submit]").click()
+    submit = browser.find_element("css selector", "input[type=submit]")
+    submit.click()
+    # The click returns before the next page has loaded: wait for the form to go, or a test
+    # reads the login page's title (seen in CI).
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    WebDriverWait(browser, 30).until(expected_conditions.staleness_of(submit))
 
 
 def save_screenshot(browser, name: str) -> str:
