@@ -357,15 +357,10 @@ def _describe_group(admin, group: str):
                    f"describing group {group!r}")
 
 
-def _committed(admin, group: str, tps: list[TopicPartition] | None = None
-               ) -> dict[tuple[str, int], int]:
-    """The group's committed offsets on `tps` (default: every partition of every topic but
-    Kafka's internal ones); partitions it never committed on are left out. Read through a
-    consumer, never the admin client's list_consumer_group_offsets, which crashes the process
-    on a coordinator error (`relay.kafka.committed_offsets`)."""
-    if tps is None:
-        tps = [TopicPartition(name, p) for name, meta in _metadata(admin).topics.items()
-               if meta.error is None and not name.startswith("__") for p in meta.partitions]
+def _committed(group: str, tps: list[TopicPartition]) -> dict[tuple[str, int], int]:
+    """The group's committed offsets on `tps`; partitions it never committed on are left out.
+    Read through a consumer, never the admin client's list_consumer_group_offsets, which
+    crashes the process on a coordinator error (`relay.kafka.committed_offsets`)."""
     answer = committed_offsets({group: tps}, timeout=TIMEOUT, role="cli")[group]
     if isinstance(answer, Exception):
         raise CliError(f"reading the committed offsets of {group!r}: "
@@ -389,7 +384,11 @@ def groups_describe(group: str) -> GroupDescription:
     `read_committed` consumer can reach) and the lag, plus the member that owns it."""
     admin = _admin()
     desc = _describe_group(admin, group)
-    committed = _committed(admin, group)
+    metadata = _metadata(admin).topics
+    # What the group committed on any topic but Kafka's internal ones.
+    committed = _committed(group, [TopicPartition(name, p) for name, meta in metadata.items()
+                                   if meta.error is None and not name.startswith("__")
+                                   for p in meta.partitions])
     owners: dict[tuple[str, int], Any] = {}
     for m in desc.members or []:
         for tp in (m.assignment.topic_partitions if m.assignment else []) or []:
@@ -400,7 +399,6 @@ def groups_describe(group: str) -> GroupDescription:
     # Every partition of the topics the group reads, including ones it has not committed on
     # yet (shown with "-": where it starts depends on its auto.offset.reset).
     keys = set(committed) | set(owners)
-    metadata = _metadata(admin).topics
     for t in {t for t, _ in keys}:
         if t in metadata and metadata[t].error is None:
             keys |= {(t, p) for p in metadata[t].partitions}
@@ -448,7 +446,7 @@ def groups_reset_offsets(group: str, topic: str, *, to: str, when: datetime | No
         raise CliError(f"consumer group {group!r} has {len(desc.members)} active member(s) "
                        f"(state {_state(desc.state)}); stop its consumers, then reset.")
     tps = [TopicPartition(name, p) for p in sorted(meta.partitions)]
-    current = _committed(admin, group, tps)
+    current = _committed(group, tps)
     if to == "earliest":
         target = _offsets(admin, tps, OffsetSpec.earliest)
     elif to == "latest":
