@@ -5,8 +5,14 @@ Protocol, per shard:
 1. Hold the shard's lock, a lease (relay/lease.py): a PostgreSQL advisory lock on a session
    that PostgreSQL ends when the relay stops heartbeating (paused, hung host), so a hot standby
    takes over within RELAY_LOCK_LEASE_SECONDS.
-2. `init_transactions()` with the shard's `transactional.id` (which names the prefix and the
-   shard layout): fences any zombie with the same id and resolves its open transaction.
+2. `init_transactions()` with each of the shard's two `transactional.id`s (they name the
+   prefix and the shard layout): fences any zombie with the same ids and resolves its open
+   transactions. The relay's Kafka transactions alternate between the two producers, one
+   transaction at a time: a transaction begun on the producer whose commit just returned finds
+   the coordinator still writing that commit's markers, and librdkafka waits 20 ms before
+   asking again (CONCURRENT_TRANSACTIONS); on the other producer it starts at once. Each
+   transaction still begins only after the previous one committed, so the log order and the
+   checkpoints (latest by offset) are as with one producer.
 3. Read the shard's last checkpoint from the compacted checkpoint topic with `read_committed`,
    from the beginning up to the high watermark: the position `(S_prev, S_cur, cursor_id)`
    (relay/position.py). The same topic holds the layout record: a relay of another shard
@@ -122,6 +128,12 @@ class Shard:
         return f"relay:{client}:{prefix}:shard-{self.shard}-of-{self.shards}"
 
     @property
+    def transactional_ids(self) -> tuple[str, str]:
+        """The two producers' ids (transactions alternate between them): the shard's id, and
+        the same with `:b` (no quoted part contains `:`, so still unambiguous)."""
+        return (self.transactional_id, f"{self.transactional_id}:b")
+
+    @property
     def legacy_transactional_id(self) -> str:
         """The id of the relay before ticks (ambiguous; fenced once on upgrade)."""
         prefix = settings.KAFKA_TOPIC_PREFIX
@@ -208,7 +220,9 @@ class Relay:
         self.shutdown = False
         self.stats = Stats()
         self.position: Position = Position(START, START)
-        self.producer = None
+        self.producer = None  # the producer of the next transaction (one of _producers)
+        self._producers: list = []
+        self._turn = 0
         self.started = False
         self.lease: Lease | None = None
         self._listen: psycopg.Connection | None = None
@@ -712,16 +726,38 @@ class Relay:
         )
 
     def _drop_producer(self, *, flush: bool = False) -> None:
-        old, self.producer = self.producer, None
-        if old is None:
-            return
-        try:
-            if flush:
-                old.flush(5)
-            else:
-                old.purge()
-        except Exception as exc:  # noqa: BLE001 - the old producer is discarded either way
-            log.debug("relay %s: discarding the old producer: %s", self.shard.label, exc)
+        """Drop both producers (never one alone: a rebuild re-inits both ids)."""
+        olds = [p for p in self._producers if p is not None]
+        if self.producer is not None and all(self.producer is not p for p in olds):
+            olds.append(self.producer)
+        self.producer, self._producers, self._turn = None, [], 0
+        for old in olds:
+            try:
+                if flush:
+                    old.flush(5)
+                else:
+                    old.purge()
+            except Exception as exc:  # noqa: BLE001 - the old producer is discarded either way
+                log.debug("relay %s: discarding the old producer: %s", self.shard.label, exc)
+
+    def _init_producers(self) -> None:
+        """A producer per transactional id, each `init_transactions()`ed, the lease checked
+        before each: both ids are fenced (and their open transactions resolved) before the
+        checkpoint is read, so a zombie's last commit on either is in what the read finds."""
+        for tid in self.shard.transactional_ids:
+            if self.lease is not None:
+                self.lease.ensure_held(strict=True)
+            producer = self._new_producer(tid)
+            self._producers.append(producer)
+            producer.init_transactions(settings.RELAY_COMMIT_TIMEOUT_SECONDS)
+        self._turn = 0
+        self.producer = self._producers[0]
+
+    def _next_producer(self) -> None:
+        """After a commit returned: the next transaction goes to the other producer."""
+        if len(self._producers) > 1:
+            self._turn = (self._turn + 1) % len(self._producers)
+            self.producer = self._producers[self._turn]
 
     def _wait_for_kafka(self) -> bool:
         """Until the brokers answer (a supervisor keeps a relay started during an outage);
@@ -753,10 +789,7 @@ class Relay:
         delay = 0.5
         while not self.shutdown:
             try:
-                if self.lease is not None:
-                    self.lease.ensure_held(strict=True)
-                self.producer = self._new_producer()
-                self.producer.init_transactions(settings.RELAY_COMMIT_TIMEOUT_SECONDS)
+                self._init_producers()
                 found = self.read_checkpoints()
                 self._check_layout(found)
                 if self._reanchor:
@@ -785,7 +818,7 @@ class Relay:
         self.started = True
         metrics.relay_active.set(1, shard=self.shard.label)
         log.info("relay %s: started at %s as %s", self.shard.label, self.position,
-                 self.shard.transactional_id)
+                 " and ".join(self.shard.transactional_ids))
 
     def _check_layout(self, found: Checkpoints) -> None:
         """One shard layout at a time (DESIGN.md §3): the layout record in the checkpoint topic
@@ -1043,7 +1076,12 @@ class Relay:
             self._produce_checkpoint(after)
             if aside:
                 self._record_set_aside(after, aside)
-            if self._singles_until <= batch.last_id:
+            if self._singles_until <= batch.last_id and (
+                    not tick_done or len(rows) >= self.batch_size):
+                # A backlog: read the next batch while Kafka commits this one. Caught up (a
+                # partial batch ending its tick), no: a read taken now would miss everything
+                # committed during the commit, and those events would wait a whole extra
+                # Kafka transaction; reading after the commit takes them in the next one.
                 self._start_prefetch(after, tick_done, walk_max_id, self.batch_size)
             self._commit()
         except KafkaException as exc:
@@ -1152,6 +1190,7 @@ class Relay:
             if self._fenced(err) or err.txn_requires_abort():
                 raise
             raise IndefiniteOutcome(f"commit outcome unknown: {err.str()}") from None
+        self._next_producer()
 
     def _rebuild(self, why: str) -> None:
         """After an indefinite outcome: new producer, init_transactions (the epoch bump fences

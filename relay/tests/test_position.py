@@ -253,10 +253,12 @@ def test_transactional_ids_name_prefix_and_layout_unambiguously(settings):
     for prefix, shards, shard in [("a1", 12, 0), ("a11", 2, 0), ("a1", 2, 1), ("a", 12, 1),
                                   ("a1:2", 1, 0), ("a1", 1, 0)]:
         settings.KAFKA_TOPIC_PREFIX = prefix
-        ids.add(Shard(shards=shards, shard=shard).transactional_id)
-    assert len(ids) == 6
+        ids.update(Shard(shards=shards, shard=shard).transactional_ids)
+    assert len(ids) == 12  # each shard's two producers too: no id is another shard's
     settings.KAFKA_TOPIC_PREFIX = "t1."
     assert Shard(shards=4, shard=3).transactional_id == "relay:showoff:t1.:shard-3-of-4"
+    assert Shard(shards=4, shard=3).transactional_ids == (
+        "relay:showoff:t1.:shard-3-of-4", "relay:showoff:t1.:shard-3-of-4:b")
 
 
 @pytest.mark.django_db(transaction=True)

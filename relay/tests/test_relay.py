@@ -401,6 +401,47 @@ def test_an_old_txid_id_checkpoint_resumes_exactly_after_it_and_fences_the_old_r
     assert b"zombie" not in [r.key for r in _delivered()]
 
 
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_zombie_on_either_of_the_shards_producers_is_fenced_before_the_checkpoint_is_read(
+        relay_topics, which):
+    """Transactions alternate between the shard's two transactional ids: a zombie with either
+    one that commits before the new relay starts is in the checkpoint the relay resumes from
+    (nothing repeated); its transaction still open is aborted (nothing of it visible) and it
+    is fenced."""
+    keys = [f"z{i}" for i in range(6)]
+    for i, key in enumerate(keys):
+        with transaction.atomic():
+            _probe(key, i)
+    shard = Shard()
+    zombie_relay = Relay(use_lock=False, batch_size=1)
+    zombie_relay.start()
+    # given: the old relay delivered the first events, one per Kafka transaction, until its
+    # next transaction was the producer `which`'s
+    steps = 0
+    while steps < 2 or zombie_relay.producer is not zombie_relay._producers[which]:
+        assert zombie_relay.step() == 1
+        steps += 1
+    zombie = zombie_relay.producer
+    assert zombie is zombie_relay._producers[which]
+    # and that transaction is open, with a record in it
+    zombie.begin_transaction()
+    zombie.produce(topic_name("analytics-events"), key=b"zombie", value=b"{}")
+    zombie.flush(10)
+    # when: a new relay starts
+    relay = Relay(use_lock=False)
+    relay.start()
+    assert drain(relay) == 6 - steps
+    relay.close()
+    # then: the rest follows once, the zombie's record never shows, the zombie is fenced
+    with pytest.raises(Exception, match="(?i)fenced"):
+        zombie.commit_transaction(30)
+    delivered = _delivered()
+    assert b"zombie" not in [r.key for r in delivered]
+    assert sorted(r.key.decode() for r in delivered) == sorted(keys), shard.transactional_ids
+    assert_exactly_once_in_order(expect_count=6)
+    zombie_relay.close()
+
+
 def test_unreachable_brokers_are_retried_with_a_clear_message(kafka_prefix, tmp_path):
     import socket
 
