@@ -7,7 +7,9 @@ once, in commit order.
 Everything is checked before anything is written: the type (catalogue), the data (its schema),
 the record key and the size of the Kafka record (KAFKA_MESSAGE_MAX_BYTES). Speed
 (bench/publish_throughput.py): each event is serialised once (orjson), validated by its type's
-compiled validator, and `publish_bulk` streams its rows with one COPY.
+compiled validator, and `publish_bulk` streams its rows with one COPY; a large one sends each
+chunk while it builds the next (PostgreSQL parses and inserts one while Python builds the
+other), inside a savepoint that a refused event rolls back.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
 import orjson
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from . import catalogue, records, tracing
@@ -233,19 +236,43 @@ def publish(
     return row.event_id
 
 
+# A publish_bulk of at least this many events streams: its COPY starts once these are built.
+_STREAM_AFTER = 1000
+
+
 def publish_bulk(events: Iterable[Event], *, using: str = DEFAULT_DB_ALIAS) -> list[UUID]:
     """Write many events with one COPY (the seed's `publishBulkNotifications`).
 
-    Every event is validated before anything is written: one bad event writes none. The rows
-    stream to PostgreSQL in one statement, so the outbox's statement-level NOTIFY fires once.
-    Callers fanning out to very many recipients call this per batch, each in its own
+    One bad event writes none: it raises as `publish` would, and the caller's transaction goes
+    on without any of the call's rows. The rows go to PostgreSQL in one statement, so the
+    outbox's statement-level NOTIFY fires once. Up to _STREAM_AFTER events are all checked
+    before the COPY starts; a larger call sends each chunk of rows while it builds the next,
+    inside a savepoint: an event refused further on ends the COPY and rolls the savepoint
+    back. Callers fanning out to very many recipients call this per batch, each in its own
     transaction.
     """
-    _require_atomic(connections[using])
-    batch = EventBatch()
-    for ev in events:
-        batch.add(ev)
-    return batch.publish(using=using)
+    connection = connections[using]
+    _require_atomic(connection)
+    builder = _Builder(timezone.now(), tracing.current_traceparent())
+    events = iter(events)
+    rows = [builder.build(ev) for ev in islice(events, _STREAM_AFTER)]
+    if len(rows) < _STREAM_AFTER:
+        if rows:
+            _copy(rows, using)
+            _log_published(rows)
+        return [row.event_id for row in rows]
+
+    def all_rows() -> Iterator[_Row]:
+        yield from rows[:_STREAM_AFTER]
+        for ev in events:
+            row = builder.build(ev)
+            rows.append(row)
+            yield row
+
+    with transaction.atomic(using=using):  # a savepoint: the caller's transaction is open
+        _copy(all_rows(), using, streamed=True)
+    _log_published(rows)
+    return [row.event_id for row in rows]
 
 
 class EventBatch:
@@ -293,11 +320,13 @@ def _copy_line(row: _Row) -> str:
             f"{row.shard_hash}\t{headers}\t{payload}\n")
 
 
-def _copy(rows: list[_Row], using: str) -> None:
-    # The rows go in chunks, each written as COPY text here (psycopg's per-row write_row costs
-    # four times as much).
-    with _raw_cursor(connections[using], f"{_COPY} -- {len(rows)} rows") as cur, \
-            cur.copy(_COPY) as copy:
+def _copy(rows: Iterable[_Row], using: str, *, streamed: bool = False) -> None:
+    """The rows go in chunks, each written as COPY text here (psycopg's per-row write_row costs
+    four times as much). An exception raised while `rows` is iterated ends the COPY
+    (CopyFail: PostgreSQL keeps none of its rows) and propagates."""
+    # (`rows` is a list unless streamed)
+    label = f"{_COPY} -- streamed" if streamed else f"{_COPY} -- {len(rows)} rows"
+    with _raw_cursor(connections[using], label) as cur, cur.copy(_COPY) as copy:
         chunk: list[str] = []
         size = 0
         for row in rows:

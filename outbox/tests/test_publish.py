@@ -244,3 +244,52 @@ def test_publish_in_a_broken_transaction_says_so_as_django_does():
         with pytest.raises(TransactionManagementError, match="current transaction"):
             publish_bulk([Event("pipeline.probe", PROBE)])
         transaction.set_rollback(True)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", ["invalid", "too_large", "caller_error"])
+def test_a_large_bulk_refused_late_writes_none_of_it_and_the_callers_transaction_goes_on(
+        bad, settings):
+    """A large publish_bulk sends its first rows while it still builds the rest: an event
+    refused after those (or the caller's own iterator failing) ends it with the same error as
+    before, none of its rows are kept, and the caller's transaction is still usable."""
+    from outbox.services import _STREAM_AFTER, EventTooLarge
+
+    settings.KAFKA_MESSAGE_MAX_BYTES = 100_000
+    late = _STREAM_AFTER + 1500  # well after the COPY started
+
+    def events():
+        for i in range(late + 500):
+            if i == late:
+                if bad == "invalid":
+                    yield Event("pipeline.probe", {"probe_id": "p", "key": "k"})  # no seq
+                    continue
+                if bad == "too_large":
+                    yield Event("pipeline.probe", {**PROBE, "seq": i, "padding": "x" * 200_000})
+                    continue
+                raise RuntimeError("the caller's generator failed")
+            yield Event("pipeline.probe", {**PROBE, "seq": i})
+
+    expected = {"invalid": EventValidationError, "too_large": EventTooLarge,
+                "caller_error": RuntimeError}[bad]
+    with transaction.atomic():
+        before = publish("pipeline.probe", {**PROBE, "seq": 1_000_001})
+        with pytest.raises(expected) as raised:
+            publish_bulk(events())
+        after = publish("pipeline.probe", {**PROBE, "seq": 1_000_002})  # it goes on
+    if bad == "invalid":
+        assert "seq" in str(raised.value)
+    assert sorted(OutboxEvent.objects.values_list("event_id", flat=True)) == sorted(
+        [before, after])
+
+
+@pytest.mark.django_db
+def test_a_large_bulk_writes_every_event_once_in_order():
+    from outbox.services import _STREAM_AFTER
+
+    n = _STREAM_AFTER * 3 + 7
+    with transaction.atomic():
+        ids = publish_bulk(Event("pipeline.probe", {**PROBE, "seq": i}) for i in range(n))
+    rows = list(OutboxEvent.objects.order_by("id").values_list("event_id", "payload__seq"))
+    assert [r[0] for r in rows] == ids
+    assert [r[1] for r in rows] == list(range(n))
