@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from typing import Any, NamedTuple
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import orjson
 from django.conf import settings
@@ -91,6 +92,17 @@ class _Row(NamedTuple):
     headers_json: str
     payload_json: str
     headers: dict[str, str]
+
+
+def new_event_id() -> UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, the version and variant, 74 random
+    bits from the OS. Unique as a v4 is, but ids grow with time: the outbox's `event_id` index
+    and every consumer's inbox take new ids at their right edge instead of on random pages
+    (fewer page splits and random reads once they outgrow memory). It tells when the event was
+    made, which `ce_time` says anyway."""
+    rand = int.from_bytes(os.urandom(10), "big")
+    return UUID(int=((time.time_ns() // 1_000_000) << 80) | (0x7 << 76)
+                | (((rand >> 62) & 0xFFF) << 64) | (0b10 << 62) | (rand & ((1 << 62) - 1)))
 
 
 def shard_hash(key: str) -> int:
@@ -175,7 +187,7 @@ class _Builder:
         key = ev.key if ev.key is not None else et.key_of(data)
         if not key:
             raise catalogue.EventValidationError(ev.type, ["the record key is empty"])
-        event_id = ev.event_id or uuid4()
+        event_id = ev.event_id or new_event_id()
         subject_field = et.subject or et.key
         subject = ev.subject or (str(data[subject_field]) if subject_field in data else None)
         static, static_size = _static_headers(et, self.source, self.base_uri)
@@ -237,7 +249,7 @@ def publish(
 
 
 # A publish_bulk of at least this many events streams: its COPY starts once these are built.
-_STREAM_AFTER = 1000
+_STREAM_AFTER = 250
 
 
 def publish_bulk(events: Iterable[Event], *, using: str = DEFAULT_DB_ALIAS) -> list[UUID]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 import uuid
 
 import psycopg
@@ -293,3 +294,27 @@ def test_a_large_bulk_writes_every_event_once_in_order():
     rows = list(OutboxEvent.objects.order_by("id").values_list("event_id", "payload__seq"))
     assert [r[0] for r in rows] == ids
     assert [r[1] for r in rows] == list(range(n))
+
+
+def test_event_ids_are_uuid7_unique_and_growing_with_time():
+    from outbox.services import new_event_id
+
+    ids = [new_event_id() for _ in range(50_000)]
+    assert len(set(ids)) == len(ids)
+    assert {u.version for u in ids} == {7} and {u.variant for u in ids} == {uuid.RFC_4122}
+    # the first 48 bits are the Unix time in milliseconds, so ids of later milliseconds sort
+    # after earlier ones (inside one millisecond the random bits decide)
+    stamps = [u.int >> 80 for u in ids]
+    assert stamps == sorted(stamps)
+    assert abs(stamps[-1] - time.time() * 1000) < 60_000
+
+
+@pytest.mark.django_db
+def test_publish_and_publish_bulk_give_uuid7_ids_unless_the_caller_gives_one():
+    given = uuid.uuid4()
+    with transaction.atomic():
+        one = publish("pipeline.probe", PROBE)
+        bulk = publish_bulk([Event("pipeline.probe", PROBE),
+                             Event("pipeline.probe", PROBE, event_id=given)])
+    assert one.version == bulk[0].version == 7 and bulk[1] == given
+    assert set(OutboxEvent.objects.values_list("event_id", flat=True)) == {one, *bulk}
