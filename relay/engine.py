@@ -1056,16 +1056,23 @@ class Relay:
         aside: list[tuple[tuple, str, int]] = []
         try:
             self.producer.begin_transaction()
+            # The per-row path, with its lookups bound once (it is most of the relay's Python).
+            produce, loads, names = self.producer.produce, orjson.loads, self._topic_names
+            refused = self._refused_ids
             for row in rows:
-                if row[0] in self._refused_ids:
+                row_id, _txid, topic, key, headers, payload = row
+                if refused and row_id in refused:
                     aside.append((row, "refused by the broker as too large", -1))
                     continue
-                _id, _txid, topic, key, headers, payload = row
-                hdrs = orjson.loads(headers)  # a dict of str: librdkafka encodes the values
+                hdrs = loads(headers)  # a dict of str: librdkafka encodes the values
                 value = payload.encode()
                 try:
-                    self._produce(self._topic_names.get(topic) or topic_name(topic),
-                                  key.encode(), value, hdrs)
+                    try:
+                        produce(names.get(topic) or topic_name(topic), value, key.encode(),
+                                headers=hdrs)
+                    except BufferError:  # the local queue is full: wait for room, as _produce
+                        self._produce(names.get(topic) or topic_name(topic), key.encode(),
+                                      value, hdrs)
                 except KafkaException as exc:
                     if exc.args[0].code() not in SIZE_CODES:
                         raise
