@@ -10,8 +10,9 @@ Three measurements, each printing its figures in one JSON object:
    produce of the same records (read into memory first), same batch size, same topics' layout.
    `--rounds` rounds on fresh topics each, alternating which of the two goes first; the ratio
    is the median of the rounds' ratios. Target: relay ≥ 0.6 × raw. Each round writes its
-   backlog anew (one process, publish_bulk of 5,000 per transaction), timed: the writer
-   against the relay, median of the rounds' ratios (issue 18's target: ≥ 1).
+   backlog anew (one process, publish_bulk of 5,000 per transaction; `--writers N`: N
+   processes at once, each its share), timed: the writer against the relay, median of the
+   rounds' ratios (issue 18's target: ≥ 1 with one writer).
 2. Live with an old xmin (`live`): a writer thread commits `--live-events` rows of `size`
    bytes (1,000 per transaction, SQL, faster than the relay) while the relay delivers them;
    throughput = events / (first commit → last event in Kafka). Half the rounds with an
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -62,7 +64,8 @@ def drop_topics(names: list[str]) -> None:
     delete_topics(names)
 
 
-def write_backlog(n: int, size: int, keys: int = 1000) -> float:
+def write_range(first: int, n: int, size: int, keys: int = 1000) -> float:
+    """publish_bulk of events first..first+n-1, 5,000 per transaction; returns the seconds."""
     from django.db import transaction
 
     from outbox.services import Event, publish_bulk
@@ -70,14 +73,38 @@ def write_backlog(n: int, size: int, keys: int = 1000) -> float:
     padding = "x" * max(0, size - 80)
     started = time.perf_counter()
     chunk = 5000
-    for start in range(0, n, chunk):
+    for start in range(first, first + n, chunk):
         with transaction.atomic():
             publish_bulk([
                 Event("pipeline.probe", {"probe_id": "bench", "key": f"user-{i % keys}",
                                          "seq": i, "padding": padding})
-                for i in range(start, min(n, start + chunk))
+                for i in range(start, min(first + n, start + chunk))
             ])
     return time.perf_counter() - started
+
+
+def write_backlog(n: int, size: int, writers: int = 1) -> float:
+    """The backlog, written by `writers` processes at once (each its share); returns the
+    seconds from the first write to the last commit (each writer times its own part)."""
+    if writers == 1:
+        return write_range(0, n, size)
+    from django.db import connection
+
+    share = -(-n // writers)
+    start_at = time.time() + 5  # all start together, after their Django set-up
+    procs = [subprocess.Popen(
+        [sys.executable, __file__, "--role", "writer", "--first", str(w * share), "--events",
+         str(min(share, n - w * share)), "--size", str(size), "--start-at", str(start_at)],
+        stdout=subprocess.PIPE, text=True) for w in range(writers)]
+    spans = []
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, "a writer failed"
+        spans.append(json.loads(out.strip().splitlines()[-1]))
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*) FROM outbox_event")
+        assert cur.fetchone()[0] == n  # sanity: every writer wrote its share
+    return max(s["end"] for s in spans) - min(s["start"] for s in spans)
 
 
 def delivered_once(expected: int) -> int:
@@ -140,7 +167,7 @@ def backlog_rounds(args) -> dict:
     for r in range(args.rounds):
         # each round writes its backlog anew (timed: the writer against the relay, issue 18)
         reset_outbox()
-        write_seconds = write_backlog(args.events, args.size)
+        write_seconds = write_backlog(args.events, args.size, args.writers)
         names = fresh_topics()
         RelayPosition.objects.all().delete()
         try:
@@ -169,6 +196,7 @@ def backlog_rounds(args) -> dict:
         drop_topics(names)
     return {
         "events": args.events, "event_bytes": args.size, "batch_size": args.batch,
+        "writer_processes": args.writers,
         "outbox_write_events_per_s": statistics.median(
             r["outbox_write_events_per_s"] for r in rounds),
         # Issue 18: the writer (publish_bulk, one process) must keep up with the relay (>= 1).
@@ -337,9 +365,21 @@ def main() -> None:
     parser.add_argument("--memory-events", type=int, default=0)
     parser.add_argument("--skip-backlog", action="store_true")
     parser.add_argument("--skip-live", action="store_true")
+    parser.add_argument("--writers", type=int, default=1,
+                        help="processes writing the backlog (the issue's figure is for one)")
+    parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    setup_django(db="showoff_bench_relay")
+    setup_django(db="showoff_bench_relay", prefix=os.environ.get("KAFKA_TOPIC_PREFIX")
+                 if args.role == "writer" else None)
+    if args.role == "writer":
+        time.sleep(max(0.0, args.start_at - time.time()))
+        start = time.time()
+        write_range(args.first, args.events, args.size)
+        print(json.dumps({"start": start, "end": time.time()}))
+        return
     result: dict = {"benchmark": "relay_throughput"}
     try:
         if not args.skip_backlog:
