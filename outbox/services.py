@@ -275,14 +275,14 @@ def publish_bulk(events: Iterable[Event], *, using: str = DEFAULT_DB_ALIAS) -> l
         return [row.event_id for row in rows]
 
     def all_rows() -> Iterator[_Row]:
-        yield from rows[:_STREAM_AFTER]
+        yield from rows[:]  # (a copy: the loop below appends to `rows`)
         for ev in events:
             row = builder.build(ev)
             rows.append(row)
             yield row
 
     with transaction.atomic(using=using):  # a savepoint: the caller's transaction is open
-        _copy(all_rows(), using, streamed=True)
+        _copy(all_rows(), using)
     _log_published(rows)
     return [row.event_id for row in rows]
 
@@ -332,12 +332,11 @@ def _copy_line(row: _Row) -> str:
             f"{row.shard_hash}\t{headers}\t{payload}\n")
 
 
-def _copy(rows: Iterable[_Row], using: str, *, streamed: bool = False) -> None:
+def _copy(rows: Iterable[_Row], using: str) -> None:
     """The rows go in chunks, each written as COPY text here (psycopg's per-row write_row costs
-    four times as much). An exception raised while `rows` is iterated ends the COPY
-    (CopyFail: PostgreSQL keeps none of its rows) and propagates."""
-    # (`rows` is a list unless streamed)
-    label = f"{_COPY} -- streamed" if streamed else f"{_COPY} -- {len(rows)} rows"
+    four times as much). `rows` may be a generator that builds them as they go: an exception
+    it raises ends the COPY (CopyFail: PostgreSQL keeps none of its rows) and propagates."""
+    label = f"{_COPY} -- {len(rows)} rows" if isinstance(rows, list) else f"{_COPY} -- streamed"
     with _raw_cursor(connections[using], label) as cur, cur.copy(_COPY) as copy:
         chunk: list[str] = []
         size = 0

@@ -727,10 +727,7 @@ class Relay:
 
     def _drop_producer(self, *, flush: bool = False) -> None:
         """Drop both producers (never one alone: a rebuild re-inits both ids)."""
-        olds = [p for p in self._producers if p is not None]
-        if self.producer is not None and all(self.producer is not p for p in olds):
-            olds.append(self.producer)
-        self.producer, self._producers, self._turn = None, [], 0
+        olds, self.producer, self._producers, self._turn = self._producers, None, [], 0
         for old in olds:
             try:
                 if flush:
@@ -1108,13 +1105,23 @@ class Relay:
             self._discard_prefetch()
             self.retry_now = True
             self._rebuild(str(exc))
-            return 0
+            if not self.started or self.position != after:
+                return 0
+            # The checkpoint says the commit landed: account for the batch as delivered (the
+            # database copy's counts, metrics, set-aside reports), as a confirmed commit does.
         except BaseException:
             # A database error (or anything else) inside the Kafka transaction: abort it, so
             # nothing of this batch is committed, and let the caller deal with the error.
             self._discard_prefetch()
             self._abort_quietly()
             raise
+        return self._committed(batch, after, walk_max_id, tick_done, aside, started)
+
+    def _committed(self, batch: Batch, after: Position, walk_max_id: int | None,
+                   tick_done: bool, aside: list[tuple[tuple, str, int]], started: float) -> int:
+        """After a batch's Kafka commit: the position in memory, stats, metrics, set-aside
+        reports and the database copy."""
+        rows = batch.rows
         self.position = after
         self._walk_max_id = walk_max_id
         self._tick_done = tick_done

@@ -442,6 +442,40 @@ def test_a_zombie_on_either_of_the_shards_producers_is_fenced_before_the_checkpo
     zombie_relay.close()
 
 
+def test_a_commit_that_landed_though_its_outcome_was_unknown_is_counted_once(
+        relay_topics, monkeypatch):
+    """The commit timed out but had landed: the rebuilt relay finds the batch in the
+    checkpoint, so it is not sent again, and it counts as delivered (the database copy's
+    events_total, what the admin and the backlog figures read) exactly once."""
+    from relay.engine import IndefiniteOutcome
+
+    for i in range(5):
+        with transaction.atomic():
+            _probe(f"u{i}", i)
+    relay = Relay(use_lock=False, batch_size=3)
+    relay.start()
+    real_commit = Relay._commit
+    unknown = []
+
+    def commit_then_time_out(self):
+        real_commit(self)  # the batch is in Kafka...
+        if not unknown:
+            unknown.append(self.position)
+            raise IndefiniteOutcome("commit outcome unknown: timed out (test)")  # ...unsaid
+
+    monkeypatch.setattr(Relay, "_commit", commit_then_time_out)
+    # when: the first batch's commit "times out", then the relay goes on
+    first = relay.step()
+    rest = drain(relay)
+    relay.close()
+    # then: the first batch counted, everything delivered once, and counted once
+    assert unknown and relay.stats.rebuilds == 1
+    assert (first, first + rest) == (3, 5)
+    assert_exactly_once_in_order(expect_count=5)
+    assert RelayPosition.objects.get(shards=1, shard=0).events_total == 5
+    assert relay.stats.events == 5
+
+
 def test_unreachable_brokers_are_retried_with_a_clear_message(kafka_prefix, tmp_path):
     import socket
 
