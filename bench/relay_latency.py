@@ -2,9 +2,12 @@
 
     .venv/bin/python bench/relay_latency.py [--rates 500,2000] [--seconds 10] [--rounds 3]
                                             [--processes 4] [--threads 4] [--hold 10]
+                                            [--writer publish|sql]
 
 Writer processes (`--processes`, each with `--threads` threads) commit one `pipeline.probe`
-event per transaction (publish(), as a service does) at a steady total rate while a
+event per transaction (publish(), as a service does; with `--writer sql`, an INSERT of the
+same row built beforehand, which frees the CPU that publish() and Django take on a small
+machine: the raw baseline's records are built beforehand too) at a steady total rate while a
 `manage.py run_relay` process delivers them; a read_committed consumer process notes when each
 event id arrives. Writers and the consumer are processes of their own, so neither waits for the
 other's Python (the GIL) and each timestamp is taken where the thing happened: the commit time
@@ -74,14 +77,13 @@ class _Rollback(Exception):
     pass
 
 
-def raw_records(n: int, tag: str) -> list[tuple]:
-    """`n` CloudEvents records exactly as publish() writes them and the relay sends them, made
-    by publish_bulk in a transaction rolled back (before the timed run)."""
-    from django.db import transaction
+def _built_rows(n: int, tag: str) -> list[tuple]:
+    """`n` outbox rows exactly as publish() writes them, made by publish_bulk in a transaction
+    rolled back (before the timed run): event_id, type, topic, key, shard_hash, headers and
+    payload as their JSON text."""
+    from django.db import connection, transaction
 
-    from outbox.models import OutboxEvent
     from outbox.services import Event, publish_bulk
-    from relay.cloudevents import encode
 
     rows = []
     try:
@@ -89,26 +91,54 @@ def raw_records(n: int, tag: str) -> list[tuple]:
             ids = publish_bulk([Event("pipeline.probe", {"probe_id": "lat",
                                                          "key": f"{tag}-{i % 50}", "seq": i})
                                 for i in range(n)])
-            rows = list(OutboxEvent.objects.filter(event_id__in=ids).order_by("id").values_list(
-                "event_id", "topic", "key", "headers", "payload"))
+            with connection.cursor() as cur:
+                cur.execute("SELECT event_id::text, type, topic, key, shard_hash, "
+                            "headers::text, payload::text FROM outbox_event "
+                            "WHERE event_id = ANY(%s) ORDER BY id", [ids])
+                rows = cur.fetchall()
             raise _Rollback
     except _Rollback:
         pass
-    return [(str(e), *encode(t, k, h, p)) for e, t, k, h, p in rows]
+    return rows
+
+
+def raw_records(n: int, tag: str) -> list[tuple]:
+    """`n` CloudEvents records as the relay sends them: the value is the payload's text as
+    the relay reads it."""
+    import orjson
+
+    from relay.cloudevents import encode
+
+    return [(e, *encode(t, k, orjson.loads(h), p))
+            for e, _type, t, k, _shard, h, p in _built_rows(n, tag)]
+
+
+INSERT_SQL = ("INSERT INTO outbox_event (event_id, type, topic, key, shard_hash, headers, "
+              "payload) VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)")
 
 
 def writer_main(system: str, rate: float, seconds: float, threads: int, start_at: float,
-                out: str) -> None:
-    """`threads` threads share `rate`; each line of `out` is `event_id <TAB> commit time`."""
+                out: str, writer: str = "publish") -> None:
+    """`threads` threads share `rate`; each line of `out` is `event_id <TAB> commit time`.
+    With `writer` "sql", relay writers INSERT rows built beforehand (as the raw baseline
+    produces records built beforehand), one per transaction on a plain psycopg connection."""
+    import psycopg
     from django.db import connections, transaction
 
     from outbox.services import publish
     from relay.kafka import make_producer
+    from relay.testing import database_url
 
     tag = uuid.uuid4().hex[:6]
     per_thread = rate / threads
     records: list[list[tuple]] = []
     producers = []
+    conns: list[psycopg.Connection] = []
+    if system == "relay" and writer == "sql":
+        for t in range(threads):
+            records.append(_built_rows(int(per_thread * seconds * 1.3) + 5, f"{tag}{t}"))
+            conns.append(psycopg.connect(database_url(), prepare_threshold=0))
+        connections.close_all()
     if system == "raw":
         for t in range(threads):
             records.append(raw_records(int(per_thread * seconds * 1.3) + 5, f"{tag}{t}"))
@@ -122,7 +152,14 @@ def writer_main(system: str, rate: float, seconds: float, threads: int, start_at
 
     def work(t: int) -> None:
         def one(n: int) -> None:
-            if system == "relay":
+            if conns:
+                row = records[t][n]
+                conn = conns[t]
+                conn.execute(INSERT_SQL, row)
+                conn.commit()
+                at = time.time()
+                event_id = row[0]
+            elif system == "relay":
                 with transaction.atomic():
                     event_id = publish("pipeline.probe", {"probe_id": "lat",
                                                           "key": f"{tag}{t}-{n % 50}",
@@ -142,6 +179,8 @@ def writer_main(system: str, rate: float, seconds: float, threads: int, start_at
             paced(per_thread, seconds, one)
         finally:
             connections.close_all()
+            if conns:
+                conns[t].close()
 
     time.sleep(max(0.0, start_at - time.time()))
     workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
@@ -168,7 +207,7 @@ def _read_tsv(path: Path, offset: int = 0) -> list[tuple[str, float]]:
 
 
 def measure(system: str, rate: float, seconds: float, hold: float, processes: int,
-            threads: int, seen_file: Path, work: Path) -> dict:
+            threads: int, seen_file: Path, work: Path, writer: str = "publish") -> dict:
     import psycopg
 
     from relay.testing import database_url
@@ -179,12 +218,14 @@ def measure(system: str, rate: float, seconds: float, hold: float, processes: in
         holder = psycopg.connect(database_url())
         holder.execute("SELECT pg_current_xact_id()")  # an open transaction with an id
     opened = time.monotonic()
-    start_at = time.time() + (4 if system == "raw" else 2)  # raw writers init producers first
+    # raw writers init producers first; prebuilt rows are built first
+    start_at = time.time() + (4 if system == "raw" or writer == "sql" else 2)
     outs = [work / f"{system}-{uuid.uuid4().hex[:6]}.tsv" for _ in range(processes)]
     procs = [subprocess.Popen(
         [sys.executable, str(HERE), "--role", "writer", "--system", system, "--rate",
          str(rate / processes), "--seconds", str(seconds), "--threads", str(threads),
-         "--start-at", str(start_at), "--out", str(out)], cwd=ROOT) for out in outs]
+         "--start-at", str(start_at), "--out", str(out), "--writer", writer], cwd=ROOT)
+        for out in outs]
     try:
         for p in procs:
             assert p.wait(seconds + 120) == 0, f"{system} writer failed"
@@ -234,6 +275,12 @@ def main() -> None:
     parser.add_argument("--relay-nice", type=int, default=0,
                         help="diagnostic: run the relay process at this nice level (negative "
                              "needs root), to see how much of its latency is CPU contention")
+    parser.add_argument("--writer", choices=("publish", "sql"), default="publish",
+                        help="how the relay's writers commit: publish() in a Django "
+                             "transaction, as a service does (default), or an INSERT of a row "
+                             "built beforehand by publish_bulk, on a plain psycopg connection "
+                             "(as the raw baseline produces records built beforehand): the "
+                             "same rows at far less client CPU")
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
     parser.add_argument("--system", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, help=argparse.SUPPRESS)
@@ -252,7 +299,7 @@ def main() -> None:
             receiver_main(args.topic, args.out)
         else:
             writer_main(args.system, args.rate, args.seconds, args.threads, args.start_at,
-                        args.out)
+                        args.out, args.writer)
         return
 
     rates = [float(r) for r in args.rates.split(",")]
@@ -297,7 +344,7 @@ def main() -> None:
                 for system in order:
                     runs[(rate, hold)][system].append(measure(
                         system, rate, args.seconds, hold, args.processes, args.threads,
-                        seen_file, work))
+                        seen_file, work, args.writer))
 
         def median(results: list[dict], key: str) -> float:
             return round(statistics.median(x[key] for x in results), 2)
@@ -324,6 +371,7 @@ def main() -> None:
             "benchmark": "relay_latency",
             "seconds_per_run": args.seconds, "rounds": args.rounds,
             "writer_processes": args.processes, "threads_per_process": args.threads,
+            "relay_writer": args.writer,
             "relay_nice": args.relay_nice,
             "load_average_at_end": os.getloadavg(),
             "targets_ms": TARGETS,
