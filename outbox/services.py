@@ -269,10 +269,7 @@ def publish_bulk(events: Iterable[Event], *, using: str = DEFAULT_DB_ALIAS) -> l
     events = iter(events)
     rows = [builder.build(ev) for ev in islice(events, _STREAM_AFTER)]
     if len(rows) < _STREAM_AFTER:
-        if rows:
-            _copy(rows, using)
-            _log_published(rows)
-        return [row.event_id for row in rows]
+        return _write(rows, using)
 
     def all_rows() -> Iterator[_Row]:
         yield from rows[:]  # (a copy: the loop below appends to `rows`)
@@ -312,10 +309,15 @@ class EventBatch:
         if event_ids is not None:
             wanted = set(event_ids)
             rows = [row for row in rows if row.event_id in wanted]
-        if rows:
-            _copy(rows, using)
-            _log_published(rows)
-        return [row.event_id for row in rows]
+        return _write(rows, using)
+
+
+def _write(rows: list[_Row], using: str) -> list[UUID]:
+    """Rows already built and checked: one COPY (none when empty), logged; their event ids."""
+    if rows:
+        _copy(rows, using)
+        _log_published(rows)
+    return [row.event_id for row in rows]
 
 
 # COPY's text format: a backslash, tab, newline or carriage return inside a value is escaped.

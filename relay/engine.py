@@ -1063,13 +1063,12 @@ class Relay:
                     continue
                 hdrs = loads(headers)  # a dict of str: librdkafka encodes the values
                 value = payload.encode()
+                target = names.get(topic) or topic_name(topic)
                 try:
                     try:
-                        produce(names.get(topic) or topic_name(topic), value, key.encode(),
-                                headers=hdrs)
+                        produce(target, value, key.encode(), headers=hdrs)
                     except BufferError:  # the local queue is full: wait for room, as _produce
-                        self._produce(names.get(topic) or topic_name(topic), key.encode(),
-                                      value, hdrs)
+                        self._produce(target, key.encode(), value, hdrs)
                 except KafkaException as exc:
                     if exc.args[0].code() not in SIZE_CODES:
                         raise
